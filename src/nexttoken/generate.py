@@ -1,0 +1,123 @@
+"""The autoregressive loop: predict a token, append it, repeat.
+
+``generate`` runs the whole pipeline ``max_new_tokens`` times. With ``use_cache=True`` (the default)
+the keys and values of earlier tokens are kept in a :class:`~nexttoken.model.KVCache`, so each step
+feeds the model only the newest token; with ``use_cache=False`` each step recomputes the whole
+context. In a causal decoder both give *identical* tokens, because appending a token never changes
+the representations of the tokens before it.
+
+At the context limit (``block_size``) the model keeps the last ``block_size`` tokens, a sliding
+window, as GPT-2 implementations do. Positions then shift by one at every step, so cached keys
+(which carry their old positions) are no longer valid: past the limit, each step recomputes the
+window. Outputs are still identical with and without the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .model import GPT
+from .sampling import check_sampling_args, sample
+
+__all__ = ["generate", "as_ids"]
+
+
+def as_ids(ids: torch.Tensor | Sequence[int], vocab_size: int | None = None) -> torch.Tensor:
+    """A ``(B, N)`` long tensor from a list of ints, a 1-D ``(N,)`` or a 2-D ``(B, N)`` tensor."""
+    if isinstance(ids, torch.Tensor):
+        t = ids
+    elif isinstance(ids, (list, tuple)):
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise TypeError("ids must be a list of ints (token ids)")
+        t = torch.tensor(list(ids), dtype=torch.long)
+    else:
+        raise TypeError(f"ids must be a torch.Tensor or a list of ints, got {type(ids).__name__}")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"ids must be an integer tensor (torch.long), got dtype {t.dtype}")
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    if t.dim() != 2:
+        raise ValueError(f"ids must have shape (N,) or (B, N), got {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError("the prompt is empty: give at least one token id")
+    if vocab_size is not None:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"token id {bad} is out of range: ids must be in [0, {vocab_size - 1}]"
+            )
+    return t.long()
+
+
+@torch.inference_mode()
+def generate(
+    model: GPT,
+    ids: torch.Tensor | Sequence[int],
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    stop_token: int | None = None,
+    on_token: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Continue ``ids`` by ``max_new_tokens`` tokens; returns ``(B, N + new)`` ids.
+
+    - ``ids``: the prompt, ``(B, N)`` (or ``(N,)`` / a list of ints, treated as ``B = 1``).
+    - ``temperature=0`` is greedy decoding; otherwise sampling from the softmax at that temperature,
+      after optional ``top_k`` / ``top_p`` filtering, drawing from ``generator``.
+    - ``stop_token``: stop once every row has produced it (rows that finished early are padded with
+      it). The stop token is included in the output.
+    - ``on_token``: called with each step's new ids ``(B,)`` (used to stream text).
+
+    The model is put in eval mode for the loop and restored afterwards.
+    """
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+    cfg = model.config
+    idx = as_ids(ids, cfg.vocab_size).to(model.lm_head.weight.device)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise TypeError(f"max_new_tokens must be an int, got {type(max_new_tokens).__name__}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_sampling_args(cfg.vocab_size, temperature, top_k, top_p)
+    if stop_token is not None and not (
+        isinstance(stop_token, int) and 0 <= stop_token < cfg.vocab_size
+    ):
+        raise ValueError(f"stop_token must be a token id in [0, {cfg.vocab_size - 1}] or None")
+
+    was_training = model.training
+    model.eval()
+    try:
+        B = idx.size(0)
+        out = [idx]
+        finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        cache = model.new_cache(B) if use_cache else None
+        context = idx[:, -cfg.block_size :]
+        n_total = idx.size(1)
+        for _ in range(max_new_tokens):
+            if cache is not None and n_total <= cfg.block_size:
+                new = context[:, cache.length :]
+                logits = model.run(new, cache=cache, last_only=True).logits[:, -1, :]
+            else:  # no cache, or past the context limit: recompute the window
+                logits = model.run(context, last_only=True).logits[:, -1, :]
+            nxt = sample(logits, temperature, top_k, top_p, generator)  # (B,)
+            if stop_token is not None:
+                nxt = torch.where(finished, torch.full_like(nxt, stop_token), nxt)
+                finished |= nxt == stop_token
+            nxt = nxt.unsqueeze(1)
+            out.append(nxt)
+            if on_token is not None:
+                on_token(nxt[:, 0])
+            n_total += 1
+            context = torch.cat([context, nxt], dim=1)[:, -cfg.block_size :]
+            if stop_token is not None and bool(finished.all()):
+                break
+        return torch.cat(out, dim=1)
+    finally:
+        model.train(was_training)
