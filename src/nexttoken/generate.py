@@ -52,7 +52,6 @@ def as_ids(ids: torch.Tensor | Sequence[int], vocab_size: int | None = None) -> 
     return t.long()
 
 
-@torch.inference_mode()
 def generate(
     model: GPT,
     ids: torch.Tensor | Sequence[int],
@@ -75,8 +74,37 @@ def generate(
       it). The stop token is included in the output.
     - ``on_token``: called with each step's new ids ``(B,)`` (used to stream text).
 
-    The model is put in eval mode for the loop and restored afterwards.
+    The model is put in eval mode for the loop and restored afterwards. The loop runs under
+    ``torch.inference_mode()``; the returned tensor is an ordinary one, usable anywhere.
     """
+    with torch.inference_mode():
+        out = _generate(
+            model,
+            ids,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            generator,
+            use_cache,
+            stop_token,
+            on_token,
+        )
+    return out.clone()  # a normal tensor again (inference tensors cannot enter autograd)
+
+
+def _generate(
+    model,
+    ids,
+    max_new_tokens,
+    temperature,
+    top_k,
+    top_p,
+    generator,
+    use_cache,
+    stop_token,
+    on_token,
+):
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
     cfg = model.config
