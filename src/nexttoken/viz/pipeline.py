@@ -16,7 +16,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..configs import get_config
 
-__all__ = ["STAGES", "pipeline_figure", "NOTEBOOK_STAGES"]
+__all__ = ["STAGES", "pipeline_figure", "NOTEBOOK_STAGES", "walkthrough_figure"]
 
 #: Stage keys in pipeline order, with the notebook that teaches each.
 STAGES: dict[str, str] = {
@@ -152,6 +152,77 @@ def pipeline_figure(
         f"d_model = {cfg.n_embd:,}, vocabulary = {cfg.vocab_size:,})",
         size=11,
     )
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _visible(piece: str) -> str:
+    """A token's text with its leading space and newlines made visible."""
+    return piece.replace(" ", "\u2423").replace("\n", "\u21b5")
+
+
+def walkthrough_figure(
+    pieces: list[str],
+    top: list[tuple[str, float]],
+    chosen: str,
+    *,
+    d_model: int,
+    vocab_size: int,
+    title: str = "",
+) -> Figure:
+    """One step of the pipeline on a concrete prompt.
+
+    ``pieces``: the prompt's tokens as text; ``top``: the most likely next tokens with their
+    probabilities (highest first); ``chosen``: the token picked. ``d_model`` and ``vocab_size``
+    label the shapes. Returns a Figure: the token chips, the shapes they become, and the bars.
+    """
+    if not pieces:
+        raise ValueError("pieces must hold at least one token")
+    if not top:
+        raise ValueError("top must hold at least one (token, probability) pair")
+    n = len(pieces)
+    fig, (ax_tok, ax_bar) = plt.subplots(
+        1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1.5, 1]}
+    )
+    ax_tok.axis("off")
+    ax_tok.set_xlim(0, 1)
+    ax_tok.set_ylim(0, 1)
+    x = 0.01
+    shown = pieces[-10:]
+    if len(pieces) > 10:
+        ax_tok.text(x, 0.83, "\u2026", size=11, va="center")
+        x += 0.03
+    for piece in shown:
+        label = _visible(piece)
+        width = 0.0135 * max(len(label), 1) + 0.03
+        ax_tok.text(
+            x,
+            0.83,
+            label,
+            size=10,
+            va="center",
+            family="monospace",
+            bbox=dict(boxstyle="round,pad=0.3", facecolor="#dbe9f6", edgecolor="#4a5a6a"),
+        )
+        x += width + 0.012
+    ax_tok.text(0.01, 0.62, f"{n} tokens", size=10, color="#333")
+    ax_tok.text(0.01, 0.47, f"\u2192 vectors: {n} \u00d7 {d_model:,}", size=10)
+    ax_tok.text(0.01, 0.34, f"\u2192 decoder: {n} \u00d7 {d_model:,} (contextual)", size=10)
+    ax_tok.text(0.01, 0.21, f"\u2192 last vector \u2192 {vocab_size:,} logits \u2192 softmax", size=10)
+    ax_tok.text(
+        0.01, 0.06, f"\u2192 chosen next token: {_visible(chosen)!r}", size=11, weight="bold"
+    )
+    labels = [_visible(t) for t, _ in top][::-1]
+    probs = [p for _, p in top][::-1]
+    colors = ["#c1121f" if t == _visible(chosen) else "#4a7fb5" for t in labels]
+    ax_bar.barh(range(len(top)), probs, color=colors)
+    ax_bar.set_yticks(range(len(top)), labels, family="monospace")
+    ax_bar.set_xlabel("probability of the next token")
+    ax_bar.set_xlim(0, max(1e-9, max(probs)) * 1.15)
+    for i, p in enumerate(probs):
+        ax_bar.text(p, i, f" {p:.3f}", va="center", size=8)
+    fig.suptitle(title or "One step of the pipeline", size=11)
     fig.tight_layout()
     plt.close(fig)
     return fig
