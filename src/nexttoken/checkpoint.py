@@ -1,8 +1,19 @@
-"""Saving and loading models as safetensors (no pickle).
+"""Saving and loading models as safetensors (no pickle), and importing Hugging Face GPT-2.
 
 A checkpoint is one ``.safetensors`` file: the model's tensors (the tied output projection stored
 once, as ``transformer.wte.weight``) and, in its metadata, the ``GPTConfig`` as JSON. Writes go to a
 temporary file that is renamed into place, so a failed save never leaves a half-written checkpoint.
+
+:func:`load_gpt2` reads GPT-2 checkpoints in the Hugging Face layout (``config.json`` +
+``model.safetensors``) into the book's :class:`~nexttoken.model.GPT`. The tensor names are the same
+as the book's (``transformer.h.0.attn.c_attn.weight`` ...), with two differences of layout:
+
+- OpenAI's GPT-2 stores its four projection matrices as ``Conv1D`` weights, shaped ``(in, out)``
+  (``x @ W``); ``torch.nn.Linear`` keeps ``(out, in)`` (``x @ W.T``), so those four are transposed;
+- the output projection is tied to ``wte``, so it is not stored (and ``attn.bias`` /
+  ``attn.masked_bias``, constant causal-mask buffers of older files, are skipped).
+
+Nothing here touches the network unless ``load_gpt2(..., download=True)`` is asked to.
 """
 
 from __future__ import annotations
@@ -20,7 +31,18 @@ from safetensors.torch import save_file
 
 from .model import GPT, GPTConfig
 
-__all__ = ["save_model", "load_model", "read_config", "sha256_file"]
+__all__ = [
+    "save_model",
+    "load_model",
+    "read_config",
+    "sha256_file",
+    "load_gpt2",
+    "gpt2_config_from_hf",
+    "gpt2_tensor_map",
+    "convert_gpt2_state_dict",
+    "find_gpt2",
+    "CONV1D_WEIGHTS",
+]
 
 _TIED = "lm_head.weight"
 
@@ -109,5 +131,219 @@ def load_model(
             tensors[k] = t if dtype is None else t.to(dtype)
     tensors[_TIED] = tensors["transformer.wte.weight"]
     model.load_state_dict(tensors, assign=True)
+    model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
+    return model.eval()
+
+
+# --- Hugging Face GPT-2 import -------------------------------------------------------------------
+
+#: The four weights GPT-2 stores as ``Conv1D`` ``(in, out)``: transposed to ``nn.Linear``'s ``(out, in)``.
+CONV1D_WEIGHTS = (
+    "attn.c_attn.weight",
+    "attn.c_proj.weight",
+    "mlp.c_fc.weight",
+    "mlp.c_proj.weight",
+)
+_SKIPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
+_PREFIX = "transformer."
+
+
+def gpt2_config_from_hf(hf: dict, name: str = "") -> GPTConfig:
+    """The :class:`GPTConfig` of a Hugging Face GPT-2 ``config.json`` (as a dict).
+
+    Refuses (``ValueError`` naming the field) what the book's architecture does not implement: an
+    activation other than ``gelu_new`` (GELU, tanh approximation), ``n_inner`` other than ``4 *
+    n_embd``, untied output weights, unscaled or layer-scaled attention, cross-attention.
+    """
+    if not isinstance(hf, dict):
+        raise TypeError(f"hf must be a dict (a parsed config.json), got {type(hf).__name__}")
+    if hf.get("model_type", "gpt2") != "gpt2":
+        raise ValueError(f"model_type must be 'gpt2', got {hf.get('model_type')!r}")
+    missing = [
+        k for k in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size") if k not in hf
+    ]
+    if missing:
+        raise ValueError(f"config.json lacks {missing}")
+    act = hf.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(
+            f"activation_function must be 'gelu_new' (GELU, tanh approximation), got {act!r}"
+        )
+    n_inner = hf.get("n_inner")
+    if n_inner is not None and n_inner != 4 * hf["n_embd"]:
+        raise ValueError(f"n_inner must be None or 4 * n_embd = {4 * hf['n_embd']}, got {n_inner}")
+    unsupported = {
+        "tie_word_embeddings": (True, "the book ties the output projection to wte"),
+        "scale_attn_weights": (True, "the book scales scores by 1/sqrt(d_head)"),
+        "scale_attn_by_inverse_layer_idx": (False, "not implemented in the book"),
+        "add_cross_attention": (False, "a decoder-only model has no cross-attention"),
+    }
+    for key, (allowed, why) in unsupported.items():
+        if hf.get(key, allowed) != allowed:
+            raise ValueError(f"{key}={hf[key]!r} is not supported ({why}); expected {allowed}")
+    return GPTConfig(
+        vocab_size=int(hf["vocab_size"]),
+        block_size=int(hf["n_positions"]),
+        n_layer=int(hf["n_layer"]),
+        n_head=int(hf["n_head"]),
+        n_embd=int(hf["n_embd"]),
+        layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+        name=name,
+    )
+
+
+def gpt2_tensor_map(config: GPTConfig) -> list[dict]:
+    """How each stored GPT-2 tensor maps onto the book's model, one dict per tensor.
+
+    Keys: ``hf_name`` (as in ``model.safetensors``, with the ``transformer.`` prefix), ``name``
+    (the book's parameter), ``hf_shape`` and ``shape`` (tuples) and ``transpose`` (True for the
+    four ``Conv1D`` weights). Works for any config without building tensors (uses the meta device).
+    """
+    if not isinstance(config, GPTConfig):
+        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+    with torch.device("meta"):
+        model = GPT(config)
+    rows = []
+    for name, p in model.state_dict().items():
+        if name == _TIED:
+            continue
+        transpose = name.endswith(CONV1D_WEIGHTS)
+        shape = tuple(p.shape)
+        rows.append(
+            dict(
+                hf_name=name,
+                name=name,
+                hf_shape=shape[::-1] if transpose else shape,
+                shape=shape,
+                transpose=transpose,
+            )
+        )
+    return rows
+
+
+def convert_gpt2_state_dict(tensors: dict[str, torch.Tensor], config: GPTConfig) -> dict:
+    """Hugging Face GPT-2 tensors -> the book's state dict (``lm_head.weight`` tied to ``wte``).
+
+    Accepts names with or without the ``transformer.`` prefix; skips the ``attn.bias`` /
+    ``attn.masked_bias`` buffers and an ``lm_head.weight`` equal to ``wte``. Transposes the
+    ``Conv1D`` weights. A missing, unexpected or mis-shaped tensor is a ``ValueError`` naming it.
+    """
+    got: dict[str, torch.Tensor] = {}
+    for k, t in tensors.items():
+        if k.endswith(_SKIPPED_SUFFIXES):
+            continue
+        if k == _TIED:
+            continue  # checked against wte below
+        key = k if k.startswith(_PREFIX) else _PREFIX + k
+        got[key] = t
+    out: dict[str, torch.Tensor] = {}
+    expected = gpt2_tensor_map(config)
+    missing = sorted(r["hf_name"] for r in expected if r["hf_name"] not in got)
+    extra = sorted(set(got) - {r["hf_name"] for r in expected})
+    if missing or extra:
+        raise ValueError(f"GPT-2 checkpoint: missing tensors {missing}, unexpected {extra}")
+    for r in expected:
+        t = got[r["hf_name"]]
+        if tuple(t.shape) != r["hf_shape"]:
+            raise ValueError(
+                f"GPT-2 checkpoint: tensor {r['hf_name']} has shape {tuple(t.shape)}, expected "
+                f"{r['hf_shape']}" + (" (Conv1D layout: (in, out))" if r["transpose"] else "")
+            )
+        out[r["name"]] = t.t().contiguous() if r["transpose"] else t
+    if _TIED in tensors:
+        head = tensors[_TIED]
+        wte = out[_PREFIX + "wte.weight"]
+        if head.shape != wte.shape or not torch.equal(head, wte):
+            raise ValueError("GPT-2 checkpoint: lm_head.weight differs from wte (untied weights)")
+    out[_TIED] = out[_PREFIX + "wte.weight"]
+    return out
+
+
+_FILES = ("config.json", "model.safetensors")
+
+
+def find_gpt2(name: str, *, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The local Hugging Face cache folder holding ``name``'s ``config.json`` and
+    ``model.safetensors``, or None. Offline: only looks at the cache, never the network.
+
+    ``name`` is a Hub id such as ``"gpt2"`` or ``"openai-community/gpt2-medium"`` (a bare GPT-2
+    name is also looked up under ``openai-community/``).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError("name must be a non-empty str, e.g. 'gpt2'")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - installed with transformers
+        return None
+    candidates = [name] if "/" in name else [name, f"openai-community/{name}"]
+    for repo in candidates:
+        paths = [try_to_load_from_cache(repo, f, cache_dir=cache_dir) for f in _FILES]
+        if all(isinstance(p, str) for p in paths):
+            folder = Path(paths[0]).parent
+            if Path(paths[1]).parent == folder:
+                return folder
+    return None
+
+
+def _download_gpt2(name: str, cache_dir: str | os.PathLike | None) -> Path:
+    from huggingface_hub import hf_hub_download  # network access: only with download=True
+
+    paths = [Path(hf_hub_download(name, f, cache_dir=cache_dir)) for f in _FILES]
+    return paths[0].parent
+
+
+def load_gpt2(
+    source: str | os.PathLike,
+    *,
+    download: bool = False,
+    dtype: torch.dtype | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> GPT:
+    """A GPT-2 checkpoint in the Hugging Face layout, as the book's :class:`GPT` (eval mode).
+
+    ``source`` is either a local folder with ``config.json`` and ``model.safetensors`` (what
+    ``GPT2LMHeadModel.save_pretrained`` writes), or a model name (``"gpt2"``, ``"gpt2-medium"``,
+    ``"openai-community/gpt2-large"`` ...) looked up in the local Hugging Face cache.
+
+    **Network**: by default nothing is downloaded (like ``HF_HUB_OFFLINE=1``); a name missing from
+    the cache is a ``FileNotFoundError``. Only ``download=True`` fetches the two files from the
+    Hugging Face Hub (about 0.5 GB for ``"gpt2"``) into the cache.
+
+    ``dtype`` converts the weights (e.g. ``torch.bfloat16``); default: as stored (float32).
+    A missing, unexpected or mis-shaped tensor, or a config the book does not implement, is a
+    ``ValueError`` naming it.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            f"source must be a folder path or a model name, got {type(source).__name__}"
+        )
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}")
+    folder = Path(source)
+    label = str(source)
+    if not folder.is_dir():
+        if isinstance(source, os.PathLike) or str(source).startswith((".", "/", "~")):
+            raise FileNotFoundError(f"no folder at {source}")
+        found = find_gpt2(str(source), cache_dir=cache_dir)
+        if found is None and download:
+            found = _download_gpt2(str(source), cache_dir)
+        if found is None:
+            raise FileNotFoundError(
+                f"{source!r} is neither a folder nor in the local Hugging Face cache; "
+                f"call load_gpt2({str(source)!r}, download=True) to fetch it (needs network)"
+            )
+        folder, label = found, str(source).split("/")[-1]
+    for f in _FILES:
+        if not (folder / f).is_file():
+            raise FileNotFoundError(f"{folder} has no {f} (expected the Hugging Face layout)")
+    config = gpt2_config_from_hf(json.loads((folder / "config.json").read_text()), name=label)
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    state = convert_gpt2_state_dict(tensors, config)
+    if dtype is not None:
+        state = {k: v.to(dtype) for k, v in state.items()}
+    with torch.device("meta"):
+        model = GPT(config)
+    model.load_state_dict(state, assign=True)
     model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
     return model.eval()

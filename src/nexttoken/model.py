@@ -163,25 +163,26 @@ class CausalSelfAttention(nn.Module):
         N = x.size(1)
         q, k, v = self.c_attn(x).split(x.size(-1), dim=2)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
-        if cache is not None:  # write this step's keys/values, then attend over all of them
+        if cache is not None:  # write this step's keys/values in place, then attend over all
             start = cache.length
-            cache.k[layer][:, :, start : start + N] = k
-            cache.v[layer][:, :, start : start + N] = v
-            k = cache.k[layer][:, :, : start + N]
-            v = cache.v[layer][:, :, : start + N]
+            cache.k[layer].narrow(2, start, N).copy_(k)
+            cache.v[layer].narrow(2, start, N).copy_(v)
+            k = cache.k[layer].narrow(2, 0, start + N)
+            v = cache.v[layer].narrow(2, 0, start + N)
         T = k.size(2)
         weights = None
+        drop = self.dropout if self.training else 0.0
         if need_weights:
             y, weights = attention(q, k, v, causal_mask(N, T, device=x.device))
         elif N == 1:  # one new token sees every cached one: no mask needed
             y = F.scaled_dot_product_attention(q, k, v)
         elif N == T:
-            y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-            )
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(N, T, x.device))
-        y = F.dropout(self.c_proj(self.merge_heads(y)), self.dropout, self.training)
+        y = self.c_proj(self.merge_heads(y))
+        if drop:  # skipped at inference: a no-op call still costs time at every step
+            y = F.dropout(y, drop, True)
         return y, weights
 
 
@@ -197,7 +198,10 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # GPT-2 uses the tanh approximation of GELU
         h = F.gelu(self.c_fc(x), approximate="tanh")
-        return F.dropout(self.c_proj(h), self.dropout, self.training)
+        y = self.c_proj(h)
+        if self.training and self.dropout:
+            y = F.dropout(y, self.dropout, True)
+        return y
 
 
 class Block(nn.Module):
