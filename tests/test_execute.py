@@ -22,6 +22,7 @@ def make_nb(model_id: str) -> nbformat.NotebookNode:
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
     cell = nbformat.v4.new_code_cell("w", execution_count=1, outputs=[widget_output(model_id)])
+    cell.id = "fixed-cell-id"  # committed notebooks keep their cell ids
     cell.metadata["execution"] = {"iopub.execute_input": "2026-11-29T10:00:00Z"}
     nb.cells = [cell]
     return nb
