@@ -96,3 +96,24 @@ def test_ranks_file_round_trip():
 def test_round_trip_arbitrary_unicode(name, text):
     enc = get_encoding(name)
     assert enc.decode(enc.encode(text, disallowed_special=())) == text
+
+
+def test_encode_and_pieces_helpers():
+    assert tokenizer.encode("Hello world") == [15496, 995]
+    assert tokenizer.encode("hello world", "o200k_base") == [24912, 2375]
+    assert tokenizer.pieces("Le chat mange une souris") == [
+        "Le",
+        " chat",
+        " man",
+        "ge",
+        " une",
+        " sour",
+        "is",
+    ]
+    assert tokenizer.encode("<|endoftext|>") != [50256]  # plain text, not the special token
+
+
+@pytest.mark.parametrize("bad", [123, None, b"bytes", ["a"]])
+def test_non_string_text_is_a_type_error(bad):
+    with pytest.raises(TypeError, match="text must be a str"):
+        tokenizer.encode(bad)

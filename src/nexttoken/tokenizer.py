@@ -25,6 +25,8 @@ import tiktoken
 __all__ = [
     "get_encoding",
     "list_encodings",
+    "encode",
+    "pieces",
     "ENDOFTEXT",
     "bytes_to_unicode",
     "load_tiktoken_ranks",
@@ -221,3 +223,24 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     if name not in _NAMES:
         raise ValueError(f"unknown encoding {name!r}; known: {', '.join(_NAMES)}")
     return _build(_ALIASES.get(name, name))
+
+
+def encode(text: str, name: str = "gpt2") -> list[int]:
+    """Token ids of ``text`` in the encoding ``name`` (special tokens are treated as plain text).
+
+    >>> encode("Hello world")
+    [15496, 995]
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    return get_encoding(name).encode(text, disallowed_special=())
+
+
+def pieces(text: str, name: str = "gpt2") -> list[str]:
+    """The tokens of ``text`` as strings, one per id (a piece that splits a character shows U+FFFD).
+
+    >>> pieces("Le chat mange une souris")
+    ['Le', ' chat', ' man', 'ge', ' une', ' sour', 'is']
+    """
+    enc = get_encoding(name)
+    return [enc.decode([i]) for i in encode(text, name)]
