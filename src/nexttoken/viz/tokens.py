@@ -133,7 +133,7 @@ def token_counts_figure(
     ax.set_xticks(range(len(encs)), encs)
     ax.set_ylabel("tokens")
     ax.set_ylim(0, max(max(c.values()) for c in counts.values()) * 1.25)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title)
     fig.tight_layout()
     plt.close(fig)
