@@ -12,6 +12,7 @@ from .embeddings import (
     token_vector_figure,
     vector_image,
 )
+from .gpt2 import parity_figure, speed_figure
 from .logits import candidate_bars, entropy, temperature_figure, visible_token
 from .loop import kv_memory_figure, kv_timing_figure, step_figure
 from .pipeline import STAGES, pipeline_figure, walkthrough_figure
@@ -41,3 +42,4 @@ __all__ += ["cosine_neighbours", "pca_2d", "vector_image", "token_vector_figure"
 __all__ += ["projection_figure"]  # 02
 __all__ += ["attention_heatmap", "score_scale_figure"]  # 03
 __all__ += ["activation_figure", "layer_trajectory_figure", "parameter_breakdown_figure"]  # 04
+__all__ += ["parity_figure", "speed_figure"]  # 09
