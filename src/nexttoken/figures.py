@@ -17,8 +17,91 @@ from .viz import pipeline_figure
 
 __all__ = ["FIGURES", "make_figures"]
 
+
+def _book_next_token(prompt: str = "To be, or not to"):
+    """The book model's logits ``(V,)`` after ``prompt`` and the text of every token id."""
+    import torch
+
+    from .book import load_book_encoding, load_book_model
+
+    model, enc = load_book_model(), load_book_encoding()
+    with torch.no_grad():
+        logits = model(torch.tensor([enc.encode(prompt)]))[0, -1]
+    return logits, [enc.decode([i]) for i in range(logits.numel())]
+
+
+def _softmax_temperature() -> Figure:
+    from .viz import temperature_figure
+
+    return temperature_figure(*_book_next_token(), temperature=0.7)
+
+
+def _top_k_top_p() -> Figure:
+    from .sampling import softmax
+    from .viz import filter_figure
+
+    logits, labels = _book_next_token()
+    return filter_figure(softmax(logits), labels, top_k=5, top_p=0.9)
+
+
+def _kv_cache_memory() -> Figure:
+    from .configs import get_config
+    from .viz import kv_memory_figure
+
+    names = ("book", "gpt2", "gpt2-xl", "gpt3-6.7b", "gpt3-175b")
+    return kv_memory_figure([get_config(n) for n in names], dtype="fp16")
+
+
+def _tokens_chips() -> Figure:
+    from .tokenizer import get_encoding
+    from .viz import token_chips, token_pieces
+
+    enc = get_encoding("gpt2")
+    ids = enc.encode("Le chat mange une souris. The cat eats a mouse.")
+    return token_chips(token_pieces(enc, ids), ids, title="gpt2: the running examples as tokens")
+
+
+def _vector_96x128() -> Figure:
+    import torch
+
+    from .configs import get_config
+    from .viz import vector_image
+
+    cfg = get_config("gpt3-175b")
+    v = torch.randn(cfg.n_embd, generator=torch.Generator().manual_seed(0)) * 0.02
+    title = "A random 12,288-number vector (not GPT-3's weights) as 96 x 128"
+    return vector_image(v, cfg.n_head, cfg.d_head, title=title)
+
+
+def _attention_heatmap(text: str = "Le chat mange une souris", layer: int = 1, head: int = 0):
+    import torch
+
+    from .book import load_book_encoding, load_book_model
+    from .viz import attention_heatmap, token_pieces
+
+    model, enc = load_book_model(), load_book_encoding()
+    ids = torch.tensor([enc.encode(text)])
+    with torch.no_grad():
+        w = model.run(ids, output_attentions=True).attentions[layer][0, head]
+    title = f"book model, layer {layer}, head {head}: {text!r}"
+    return attention_heatmap(w, token_pieces(enc, ids[0].tolist()), title=title)
+
+
+def _gpt3_parameter_breakdown() -> Figure:
+    from .viz import parameter_breakdown_figure
+
+    return parameter_breakdown_figure("gpt3-175b")
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "pipeline.png": lambda: pipeline_figure(),
+    "tokens_chips.png": _tokens_chips,  # notebook 01
+    "vector_96x128.png": _vector_96x128,  # notebook 02
+    "attention_heatmap.png": _attention_heatmap,  # notebook 03
+    "gpt3_parameter_breakdown.png": _gpt3_parameter_breakdown,  # notebook 04
+    "softmax_temperature.png": _softmax_temperature,  # notebook 05
+    "top_k_top_p.png": _top_k_top_p,  # notebook 06
+    "kv_cache_memory.png": _kv_cache_memory,  # notebook 07
 }
 
 

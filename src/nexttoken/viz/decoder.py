@@ -60,6 +60,11 @@ def layer_trajectory_figure(
     return fig
 
 
+def _percent(share: float) -> str:
+    pct = 100 * share
+    return f"{pct:.1f}%" if pct >= 0.1 else f"{pct:.3f}%"
+
+
 def parameter_breakdown_figure(name: str) -> Figure:
     """Parameters of the configuration ``name`` by group, and the memory its weights take at
     fp32 / fp16 / int8 (both measured on the meta device by :mod:`nexttoken.sizes`)."""
@@ -74,7 +79,7 @@ def parameter_breakdown_figure(name: str) -> Figure:
         a1.text(
             bar.get_width(),
             bar.get_y() + bar.get_height() / 2,
-            f" {v:,} ({100 * v / total:.1f}%)",
+            f" {v:,} ({_percent(v / total)})",
             va="center",
             size=8,
         )
