@@ -67,7 +67,7 @@ def candidate_bars(
         ax.set_title(title)
     for b, v in zip(bars, vals, strict=True):
         ax.annotate(
-            f"{v:.2f}",
+            f"{v:.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.0e}",
             (b.get_x() + b.get_width() / 2, v),
             ha="center",
             va="bottom" if v >= 0 else "top",
@@ -118,19 +118,15 @@ def temperature_figure(
     h = float(entropy(probs))
     ax2.plot([temperature], [h], "o", color="tab:red")
     ax2.annotate(f"H = {h:.2f} nats", (temperature, h), xytext=(6, -12), textcoords="offset points")
-    ax2.axhline(float(torch.log(torch.tensor(float(logits.numel())))), ls="--", color="gray")
+    log_v = float(torch.log(torch.tensor(float(logits.numel()))))
+    ax2.axhline(log_v, ls="--", color="gray")
     ax2.text(
-        temps[0],
-        float(torch.log(torch.tensor(float(logits.numel())))),
-        "log V (uniform)",
-        va="bottom",
-        fontsize=8,
-        color="gray",
+        temps[-1], log_v * 0.97, "log V (uniform)", ha="right", va="top", fontsize=8, color="gray"
     )
     ax2.set_xlabel("temperature T")
     ax2.set_ylabel("entropy (nats)")
     ax2.set_title("entropy of softmax(logits / T)")
-    ax2.set_ylim(bottom=0)
+    ax2.set_ylim(0, log_v * 1.08)
     fig.tight_layout()
     plt.close(fig)
     return fig

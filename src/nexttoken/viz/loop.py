@@ -31,7 +31,7 @@ def step_figure(
     wrapped = "\n".join(textwrap.fill(line, 100) for line in text.splitlines()[-6:])
     fig.text(0.02, 0.97, f"after {len(records)} step(s):", fontsize=9, weight="bold", va="top")
     fig.text(0.02, 0.9, wrapped, family="monospace", fontsize=9, va="top")
-    ax = fig.add_axes((0.08, 0.12, 0.88, 0.45))
+    ax = fig.add_axes((0.08, 0.12, 0.88, 0.48))
     if records:
         r = records[-1]
         names = [visible_token(decode([i])) for i in r.top_ids]

@@ -56,12 +56,14 @@ def filter_figure(
     for p in ps:
         run += p
         cum.append(run / total)
+    full = torch.sort(probs.detach().float().flatten(), descending=True).values / total
+    n_keep = {"k": min(top_k, full.numel()), "p": int(((full.cumsum(0) - full) < top_p).sum())}
     keep_k = [i < top_k for i in range(len(ps))]
     keep_p = [(c - p / total) < top_p for c, p in zip(cum, ps, strict=True)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    for ax, keep, title in (
-        (axes[0], keep_k, f"top-k, k = {top_k}: keep the {top_k} most likely"),
-        (axes[1], keep_p, f"top-p, p = {top_p}: smallest set with mass ≥ p"),
+    for ax, keep, title, kept in (
+        (axes[0], keep_k, f"top-k, k = {top_k}: keep the {top_k} most likely", n_keep["k"]),
+        (axes[1], keep_p, f"top-p, p = {top_p}: smallest set with mass ≥ p", n_keep["p"]),
     ):
         colors = ["tab:blue" if kp else "lightgray" for kp in keep]
         ax.bar(
@@ -74,7 +76,14 @@ def filter_figure(
         ax.set_xticks(range(len(ps)), names, rotation=60, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, 1.05)
-        ax.text(0.98, 0.95, f"{sum(keep)} kept", transform=ax.transAxes, ha="right", va="top")
+        ax.text(
+            0.98,
+            0.95,
+            f"{kept:,} of {full.numel():,} kept",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+        )
     axes[0].set_ylabel("probability")
     ax = axes[1]
     ax.plot(range(len(ps)), cum, "o-", color="tab:orange", markersize=3, label="cumulative")
@@ -163,6 +172,15 @@ def repeated_ngrams(ids: Sequence[int], n: int = 4) -> list[bool]:
     return mark
 
 
+def _mono_char_width(fontsize: float) -> float:
+    """Width in inches of one monospace character as the Agg renderer draws it (hinting included)."""
+    fig = plt.figure()
+    probe = fig.text(0, 0, "x" * 50, family="monospace", fontsize=fontsize)
+    width = probe.get_window_extent(fig.canvas.get_renderer()).width / 50 / fig.dpi
+    plt.close(fig)
+    return width
+
+
 def repetition_figure(
     rows: Sequence[tuple[str, Sequence[str], Sequence[bool]]],
     *,
@@ -187,8 +205,9 @@ def repetition_figure(
             col += len(s)
         layout.append((name, cells, line + 1))
         total_lines += line + 2
-    char_w, line_h = 9 * 0.6 / 72, 0.26  # monospace 9 pt: 0.6 em per character
+    char_w, line_h = _mono_char_width(9), 0.26
     fig = plt.figure(figsize=(width * char_w + 0.4, total_lines * line_h + 0.4))
+    fig.add_axes((0, 0, 1, 1)).set_axis_off()  # inline backends skip figures without axes
     H = total_lines * line_h + 0.4
     W = width * char_w + 0.4
     y = H - 0.3
@@ -205,7 +224,7 @@ def repetition_figure(
                 va="center",
                 color="darkred" if r else "black",
                 bbox=dict(
-                    boxstyle="square,pad=0.1", fc="#ffd0d0" if r else "#eef2ff", ec="white", lw=0.5
+                    boxstyle="square,pad=0.05", fc="#ffd0d0" if r else "#eef2ff", ec="white", lw=1.0
                 ),
             )
         y -= n_lines * line_h
