@@ -147,3 +147,58 @@ def test_encode_documents_puts_endoftext_first():
     ids = encode_documents(["Hi", "Yo"], enc).tolist()
     assert ids[0] == enc.eot_token and ids.count(enc.eot_token) == 2
     assert enc.decode(ids) == "<|endoftext|>Hi<|endoftext|>Yo"
+
+
+# --- notebook 08's exercise checkers accept the right answers and reject typical wrong ones ---
+
+from nexttoken.exercises import training as ex  # noqa: E402
+
+
+def test_check_cross_entropy(capsys):
+    def right(logits, y):
+        return -torch.log_softmax(logits, -1).gather(-1, y[..., None]).mean()
+
+    def wrong_axis(logits, y):
+        return -torch.log_softmax(logits, 1).gather(-1, y[..., None]).mean()
+
+    def no_minus(logits, y):
+        return torch.log_softmax(logits, -1).gather(-1, y[..., None]).mean()
+
+    def summed(logits, y):
+        return -torch.log_softmax(logits, -1).gather(-1, y[..., None]).sum()
+
+    def no_log(logits, y):
+        return -torch.softmax(logits, -1).gather(-1, y[..., None]).mean()
+
+    assert ex.check_cross_entropy(right)
+    for bad in (wrong_axis, no_minus, summed, no_log, 3.0):
+        assert not ex.check_cross_entropy(bad)
+    assert not ex.check_cross_entropy(None)
+    assert "TODO" in capsys.readouterr().out
+
+
+def test_check_uniform_loss():
+    assert ex.check_uniform_loss(math.log(4096))
+    for bad in (math.log2(4096), 1 / 4096, 4096, "8.3"):
+        assert not ex.check_uniform_loss(bad)
+
+
+def test_check_perplexity():
+    assert ex.check_perplexity(math.exp)
+    for bad in (lambda x: 2**x, lambda x: 10**x, lambda x: 1 / (x + 1), lambda x: math.log(x + 1)):
+        assert not ex.check_perplexity(bad)
+
+
+def test_check_nats_per_char(capsys):
+    assert ex.check_nats_per_char(lambda n, t, c: n * t / c)
+    assert not ex.check_nats_per_char(lambda n, t, c: n * c / t)
+    assert "swapped" in capsys.readouterr().out
+    assert not ex.check_nats_per_char(lambda n, t, c: n / c)
+
+
+def test_check_targets(capsys):
+    assert ex.check_targets(lambda d, s, n: (d[s : s + n], d[s + 1 : s + n + 1]))
+    assert not ex.check_targets(lambda d, s, n: (d[s : s + n], d[s : s + n]))
+    assert "copy" in capsys.readouterr().out
+    assert not ex.check_targets(lambda d, s, n: (d[s : s + n], d[s - 1 : s + n - 1]))
+    assert not ex.check_targets(lambda d, s, n: d[s : s + n])

@@ -93,6 +93,16 @@ def _gpt3_parameter_breakdown() -> Figure:
     return parameter_breakdown_figure("gpt3-175b")
 
 
+def _book_training_curve() -> Figure:
+    import math
+
+    from .book import load_training_log
+    from .viz.training import loss_curve_figure
+
+    title = "the book model: training and held-out loss"
+    return loss_curve_figure(load_training_log(), baseline=math.log(4096), title=title)
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "pipeline.png": lambda: pipeline_figure(),
     "tokens_chips.png": _tokens_chips,  # notebook 01
@@ -102,6 +112,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "softmax_temperature.png": _softmax_temperature,  # notebook 05
     "top_k_top_p.png": _top_k_top_p,  # notebook 06
     "kv_cache_memory.png": _kv_cache_memory,  # notebook 07
+    "book_training_curve.png": _book_training_curve,  # notebook 08
 }
 
 

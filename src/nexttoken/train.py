@@ -37,6 +37,7 @@ __all__ = [
     "evaluate",
     "encode_documents",
     "train_model",
+    "token_losses",
     "LOG_JSON",
     "LOG_CSV",
 ]
@@ -274,3 +275,13 @@ def train_model(
         bar.close()
     model.eval()
     return log
+
+
+@torch.inference_mode()
+def token_losses(model: GPT, ids: torch.Tensor) -> torch.Tensor:
+    """The loss of each prediction in one window: ids ``(N,)`` -> ``(N - 1,)`` nats, where entry
+    ``i`` is ``-log p(ids[i + 1] | ids[: i + 1])``. ``N`` must not exceed the context length."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.numel() < 2:
+        raise ValueError("ids must be a 1-D tensor of at least 2 token ids")
+    logits = model(ids[:-1][None])[0]
+    return F.cross_entropy(logits, ids[1:], reduction="none")

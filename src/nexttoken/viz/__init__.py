@@ -30,6 +30,7 @@ from .tokens import (
     token_pieces,
     vocab_sizes_figure,
 )
+from .training import corpus_figure, loss_curve_figure, token_loss_figure
 
 __all__ = ["STAGES", "pipeline_figure", "walkthrough_figure"]
 __all__ += ["candidate_bars", "entropy", "temperature_figure", "visible_token"]  # 05
@@ -43,3 +44,4 @@ __all__ += ["projection_figure"]  # 02
 __all__ += ["attention_heatmap", "score_scale_figure"]  # 03
 __all__ += ["activation_figure", "layer_trajectory_figure", "parameter_breakdown_figure"]  # 04
 __all__ += ["parity_figure", "speed_figure"]  # 09
+__all__ += ["corpus_figure", "loss_curve_figure", "token_loss_figure"]  # 08
