@@ -320,7 +320,7 @@ def load_gpt2(
     if not isinstance(download, bool):
         raise TypeError(f"download must be True or False, got {download!r}")
     folder = Path(source)
-    label = str(source)
+    label = folder.name  # the config's name: the folder's (or the model's) name, not a full path
     if not folder.is_dir():
         if isinstance(source, os.PathLike) or str(source).startswith((".", "/", "~")):
             raise FileNotFoundError(f"no folder at {source}")
