@@ -202,3 +202,28 @@ def test_check_targets(capsys):
     assert "copy" in capsys.readouterr().out
     assert not ex.check_targets(lambda d, s, n: (d[s : s + n], d[s - 1 : s + n - 1]))
     assert not ex.check_targets(lambda d, s, n: d[s : s + n])
+
+
+def test_evaluate_with_a_stride_scores_every_target_once():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    ids = _data(70)
+    loss, n = evaluate(model, ids, stride=4)
+    assert n == 69
+    # by hand: target j is scored in the window that ends at the first window end >= j
+    with torch.no_grad():
+        total = 0.0
+        prev = 0
+        for begin in range(0, 69, 4):
+            end = min(begin + 16, 69)
+            per = torch.nn.functional.cross_entropy(
+                model(ids[begin:end][None])[0], ids[begin + 1 : end + 1], reduction="none"
+            )
+            total += float(per[-(end - prev) :].sum())
+            prev = end
+            if end == 69:
+                break
+    assert loss == pytest.approx(total / 69, rel=1e-5)
+    assert evaluate(model, ids, stride=16) == pytest.approx(evaluate(model, ids))
+    with pytest.raises(ValueError, match="stride"):
+        evaluate(model, ids, stride=17)

@@ -95,8 +95,9 @@ def book_datasets(encoding=None) -> tuple[torch.Tensor, torch.Tensor]:
     return encode_documents(train.values(), enc), encode_documents(held.values(), enc)
 
 
-def held_out_metrics(model: GPT, encoding=None) -> dict:
-    """Loss of ``model`` on The Tempest, in non-overlapping windows of ``block_size`` tokens.
+def held_out_metrics(model: GPT, encoding=None, stride: int | None = None) -> dict:
+    """Loss of ``model`` on The Tempest, in non-overlapping windows of ``block_size`` tokens (or
+    windows advancing by ``stride``: see :func:`nexttoken.train.evaluate`).
 
     Returns ``nats_per_token``, ``nats_per_char`` (= nats/token x tokens / characters),
     ``perplexity`` (= exp(nats/token)), ``bits_per_char``, ``tokens`` and ``characters``.
@@ -107,10 +108,11 @@ def held_out_metrics(model: GPT, encoding=None) -> dict:
     enc = encoding or load_book_encoding()
     text = load_plays()[HELD_OUT]
     ids = encode_documents([text], enc)
-    nats, n = evaluate(model, ids)
+    nats, n = evaluate(model, ids, stride=stride)
     per_char = nats * n / len(text)
     return {
         "play": HELD_OUT,
+        "windows": f"{model.config.block_size} tokens, stride {stride or model.config.block_size}",
         "tokens": n,
         "characters": len(text),
         "nats_per_token": round(nats, 4),

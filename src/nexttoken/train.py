@@ -122,36 +122,54 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.inference_mode()
-def evaluate(model: GPT, ids: torch.Tensor, block_size: int | None = None, batch_size: int = 16):
+def evaluate(
+    model: GPT,
+    ids: torch.Tensor,
+    block_size: int | None = None,
+    batch_size: int = 16,
+    stride: int | None = None,
+):
     """Mean loss (nats per token) of predicting ``ids[1:]`` from what precedes, in windows.
 
-    ``ids`` ``(T,)`` is cut into non-overlapping windows of ``block_size`` inputs; every id after the
-    first is a target exactly once. Returns ``(mean_nats_per_token, n_targets)``.
+    ``ids`` ``(T,)`` is read in windows of ``block_size`` inputs that advance by ``stride``
+    (default: ``block_size``, non-overlapping windows). Each window scores only the targets that no
+    earlier window scored, so every id after the first is a target exactly once; with a smaller
+    stride, every target past the first window sees at least ``block_size - stride`` tokens of
+    context. Returns ``(mean_nats_per_token, n_targets)``.
     """
     block_size = block_size or model.config.block_size
+    stride = stride or block_size
+    if not 1 <= stride <= block_size:
+        raise ValueError(f"stride must be in [1, block_size={block_size}], got {stride}")
+    last = ids.numel() - 1  # number of targets
+    windows = []  # (begin, end, number of targets scored at the window's end)
+    prev_end = 0
+    for begin in range(0, last, stride):
+        end = min(begin + block_size, last)
+        windows.append((begin, end, end - prev_end))
+        prev_end = end
+        if end == last:
+            break
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    starts = list(range(0, ids.numel() - 1, block_size))
     try:
-        for i in range(0, len(starts), batch_size):
-            chunk = starts[i : i + batch_size]
-            full = [s for s in chunk if s + block_size + 1 <= ids.numel()]
-            rest = [s for s in chunk if s + block_size + 1 > ids.numel()]
-            if full:
-                idx = torch.tensor(full)[:, None] + torch.arange(block_size)
-                logits = model(ids[idx])
-                loss = F.cross_entropy(
-                    logits.flatten(0, 1), ids[idx + 1].flatten(), reduction="sum"
-                )
-                total += float(loss)
-                count += idx.numel()
-            for s in rest:  # the last, shorter window
-                x = ids[s:-1][None]
-                y = ids[s + 1 :][None]
-                logits = model(x)
-                total += float(F.cross_entropy(logits[0], y[0], reduction="sum"))
-                count += y.numel()
+        full = [w for w in windows if w[1] - w[0] == block_size]
+        rest = [w for w in windows if w[1] - w[0] != block_size]
+        for i in range(0, len(full), batch_size):
+            chunk = full[i : i + batch_size]
+            idx = torch.tensor([w[0] for w in chunk])[:, None] + torch.arange(block_size)
+            losses = F.cross_entropy(
+                model(ids[idx]).transpose(1, 2), ids[idx + 1], reduction="none"
+            )  # (B, N)
+            for row, (_, _, n) in zip(losses, chunk, strict=True):
+                total += float(row[-n:].sum())
+                count += n
+        for begin, end, n in rest:
+            logits = model(ids[begin:end][None])[0]
+            losses = F.cross_entropy(logits, ids[begin + 1 : end + 1], reduction="none")
+            total += float(losses[-n:].sum())
+            count += n
     finally:
         model.train(was_training)
     return total / count, count
