@@ -41,7 +41,7 @@ def _top_k_top_p() -> Figure:
     from .viz import filter_figure
 
     logits, labels = _book_next_token()
-    return filter_figure(softmax(logits), labels, top_k=5, top_p=0.9)
+    return filter_figure(softmax(logits), labels, top_k=5, top_p=0.3)
 
 
 def _kv_cache_memory() -> Figure:

@@ -113,7 +113,7 @@ def temperature_figure(
         title=f"top {len(top.values)} tokens at T = {temperature:.2f}",
         ax=ax1,
     )
-    ax1.set_ylim(0, 1.05)
+    ax1.set_ylim(0, min(1.05, 1.25 * float(top.values[0])))
     ax2.plot(temps, ents, color="tab:purple")
     h = float(entropy(probs))
     ax2.plot([temperature], [h], "o", color="tab:red")

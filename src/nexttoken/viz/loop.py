@@ -38,7 +38,7 @@ def step_figure(
         colors = ["tab:red" if i == r.token else "tab:blue" for i in r.top_ids]
         ax.bar(range(len(names)), r.top_probs, color=colors)
         ax.set_xticks(range(len(names)), names)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, min(1.05, 1.25 * max(r.top_probs)))
         ax.set_ylabel("probability")
         ax.set_title(
             f"step {r.step}: chose {visible_token(decode([r.token]))!r} "

@@ -60,7 +60,7 @@ def filter_figure(
     n_keep = {"k": min(top_k, full.numel()), "p": int(((full.cumsum(0) - full) < top_p).sum())}
     keep_k = [i < top_k for i in range(len(ps))]
     keep_p = [(c - p / total) < top_p for c, p in zip(cum, ps, strict=True)]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, keep, title, kept in (
         (axes[0], keep_k, f"top-k, k = {top_k}: keep the {top_k} most likely", n_keep["k"]),
         (axes[1], keep_p, f"top-p, p = {top_p}: smallest set with mass ≥ p", n_keep["p"]),
@@ -75,7 +75,7 @@ def filter_figure(
         )
         ax.set_xticks(range(len(ps)), names, rotation=60, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.05 if ax is axes[1] else min(1.05, 1.25 * max(ps)))
         ax.text(
             0.98,
             0.95,
@@ -85,6 +85,7 @@ def filter_figure(
             va="top",
         )
     axes[0].set_ylabel("probability")
+    axes[1].set_ylabel("probability; cumulative")
     ax = axes[1]
     ax.plot(range(len(ps)), cum, "o-", color="tab:orange", markersize=3, label="cumulative")
     ax.axhline(top_p, ls="--", color="tab:red", label=f"p = {top_p}")
@@ -144,7 +145,7 @@ def distribution_text_figure(
     ax.set_xticks(
         range(len(ps)), [visible_token(labels[i]) for i in ids], rotation=45, ha="right", fontsize=8
     )
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, min(1.05, 1.25 * max(ps)))
     ax.set_ylabel("probability")
     ax.set_title(title or f"distribution sampled from ({kept:,} tokens possible)", fontsize=10)
     wrapped = "\n".join(textwrap.fill(line, 110) if line else "" for line in text.splitlines()[:12])
