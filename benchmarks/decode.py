@@ -118,6 +118,50 @@ def step_times(model, context: int, repeats: int) -> tuple[float, float]:
     return statistics.median(cached), statistics.median(full)
 
 
+def gemv_bandwidth(
+    dtype: torch.dtype, rows: int = 50257, cols: int = 768, copies: int = 4
+) -> float:
+    """Bytes/s that one matrix-vector product ``(1, cols) x (rows, cols)^T`` reads in ``dtype``
+    (the output layer's shape). It cycles through ``copies`` matrices so they do not stay in cache."""
+    g = torch.Generator().manual_seed(0)
+    mats = [torch.randn(rows, cols, generator=g).to(dtype) for _ in range(copies)]
+    x = torch.randn(1, cols, generator=g).to(dtype)
+    with torch.inference_mode():
+        for w in mats:
+            torch.nn.functional.linear(x, w)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            for w in mats:
+                torch.nn.functional.linear(x, w)
+        dt = (time.perf_counter() - t0) / (3 * copies)
+    return mats[0].numel() * mats[0].element_size() / dt
+
+
+@torch.inference_mode()
+def profile_decode(model, prompt, steps: int = 8) -> dict:
+    """Share of one decoding step's CPU time in matrix products, attention and everything else."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cache = model.new_cache(1, prompt.size(1) + steps)
+    model.run(prompt, cache=cache, last_only=True)
+    nxt = prompt[:, -1:]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            model.run(nxt, cache=cache, last_only=True)
+    shares = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    total = 0.0
+    for ev in prof.key_averages():
+        t = ev.self_cpu_time_total
+        total += t
+        if ev.key in ("aten::addmm", "aten::mm", "aten::matmul", "aten::linear"):
+            shares["matmul"] += t
+        elif "scaled_dot_product" in ev.key or "attention" in ev.key:
+            shares["attention"] += t
+        else:
+            shares["other"] += t
+    return {k: round(v / total, 3) for k, v in shares.items()}
+
+
 def book_held_out_loss(dtype: torch.dtype) -> float | None:
     """The book model's held-out loss (nats/token on The Tempest) with weights in ``dtype``, or
     None when the book model is not available."""
@@ -208,6 +252,10 @@ def main(argv: list[str] | None = None) -> dict:
         "transformers_fraction": round(tps_hf / roof, 3),
     }
 
+    res["profile_step_shares"] = profile_decode(ours, prompt)
+    res["roofline"]["gemv_GB_per_s_fp32"] = round(gemv_bandwidth(torch.float32) / 1e9, 2)
+    res["roofline"]["gemv_GB_per_s_bf16"] = round(gemv_bandwidth(torch.bfloat16) / 1e9, 2)
+
     if not args.no_context:
         ctx = min(args.context, ours.config.block_size)
         cached, full = step_times(ours, ctx, repeats=3)
@@ -243,6 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
             "logits_max_abs_diff": round((l32 - l16).abs().max().item(), 4),
             "logits_std": round(l32.std().item(), 4),
             "greedy_tokens_agree": round(agree.item(), 3),
+            "fp32_seconds": [round(t, 3) for t in t32],
+            "bf16_seconds": [round(t, 3) for t in t16],
         }
         loss32 = None if args.no_book else book_held_out_loss(torch.float32)
         if loss32 is not None:
@@ -270,6 +320,10 @@ def markdown(res: dict) -> str:
         f" | {r['roofline_tokens_per_s']} | 1.0 |",
         "",
         f"ratio nexttoken / transformers: **{d['ratio']}**; identical tokens: {d['identical_tokens']}",
+        "",
+        f"one matrix-vector product of the output layer's shape reads {r['gemv_GB_per_s_fp32']}"
+        f" GB/s in fp32 and {r['gemv_GB_per_s_bf16']} GB/s in bf16",
+        f"share of a decoding step (profiler): {res['profile_step_shares']}",
     ]
     if "context" in res:
         c = res["context"]
