@@ -227,3 +227,32 @@ def test_evaluate_with_a_stride_scores_every_target_once():
     assert evaluate(model, ids, stride=16) == pytest.approx(evaluate(model, ids))
     with pytest.raises(ValueError, match="stride"):
         evaluate(model, ids, stride=17)
+
+
+# --- notebook 08's figures and widget ---
+
+
+def test_training_figures_and_widget():
+    from matplotlib.figure import Figure
+
+    from nexttoken.book import load_book_encoding
+    from nexttoken.viz.training import corpus_figure, loss_curve_figure, token_loss_figure
+    from nexttoken.widgets.training import token_loss_widget
+
+    log = {"losses": [8.0, 7.0, 6.5, 6.0], "evals": [{"step": 2, "held_loss": 7.2}]}
+    assert isinstance(loss_curve_figure(log, baseline=8.3, smooth=2), Figure)
+    with pytest.raises(ValueError, match="losses"):
+        loss_curve_figure({"losses": []})
+    rows = [{"title": "A", "tokens": 3}, {"title": "B", "tokens": 5}]
+    assert isinstance(corpus_figure(rows, "B"), Figure)
+    assert isinstance(token_loss_figure(["a", " b"], [1.0, 2.0]), Figure)
+    with pytest.raises(ValueError, match="match"):
+        token_loss_figure(["a"], [1.0, 2.0])
+    enc = load_book_encoding()
+    torch.manual_seed(0)
+    small = GPT(GPTConfig(vocab_size=4096, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    box = token_loss_widget(small, enc, {"one": "To be, or not to be", "two": "Le chat"})
+    assert "nt-token-loss" in box._dom_classes
+    dropdown = box.children[0].children[0]
+    dropdown.value = "two"
+    assert len(box.children[1].outputs) == 1

@@ -67,16 +67,17 @@ def loss_curve_figure(
     if baseline is not None:
         ax.axhline(baseline, color="gray", linestyle="--", linewidth=0.8)
         ax.annotate(
-            f"uniform guess: {baseline:.2f}",
-            (len(losses), baseline),
-            ha="right",
+            f"uniform guess, ln V = {baseline:.2f}",
+            (len(losses) / 2, baseline),
+            ha="center",
             va="bottom",
             fontsize=8,
             color="gray",
         )
+        ax.set_ylim(top=max(ax.get_ylim()[1], baseline + 0.4))
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats per token)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     if title:
         ax.set_title(title)
     fig.tight_layout()
