@@ -193,12 +193,27 @@ def _card_markdown(card: dict) -> str:
             f"tokens, AdamW lr {t['lr']} -> {t['min_lr']} (warm-up {t['warmup']}, cosine), "
             f"weight decay {t['weight_decay']}, clip {t['grad_clip']}, seed {t['seed']} |",
             f"| training wall time | {card['training_wall_time_s']:.0f} s (2-core CPU, shared) |",
-            f"| command | `{card['command']}` |",
-            f"| held-out loss | {m['nats_per_token']} nats/token, {m['nats_per_char']} nats/char "
+            f"| command | `{card['command']}`{_note(card)} |",
+            f"| held-out loss ({m.get('windows', 'non-overlapping windows')}) | {m['nats_per_token']} nats/token, {m['nats_per_char']} nats/char "
             f"({m['bits_per_char']} bits/char), perplexity {m['perplexity']} per token, over "
             f"{m['tokens']:,} tokens / {m['characters']:,} characters |",
+            *_sliding_row(card),
             f"| file | `{card['file']}`, {card['size_bytes']:,} bytes, fp32 safetensors |",
             f"| sha256 | `{card['sha256']}` |",
             "",
         ]
     )
+
+
+def _note(card: dict) -> str:
+    return f" ({card['command_note']})" if card.get("command_note") else ""
+
+
+def _sliding_row(card: dict) -> list[str]:
+    m = card.get("held_out_metrics_sliding")
+    if not m:
+        return []
+    return [
+        f"| held-out loss, sliding windows ({m['windows']}) | {m['nats_per_token']} nats/token, "
+        f"{m['nats_per_char']} nats/char, perplexity {m['perplexity']} |"
+    ]
