@@ -209,7 +209,9 @@ def walkthrough_figure(
     ax_tok.text(0.01, 0.62, f"{n} tokens", size=10, color="#333")
     ax_tok.text(0.01, 0.47, f"\u2192 vectors: {n} \u00d7 {d_model:,}", size=10)
     ax_tok.text(0.01, 0.34, f"\u2192 decoder: {n} \u00d7 {d_model:,} (contextual)", size=10)
-    ax_tok.text(0.01, 0.21, f"\u2192 last vector \u2192 {vocab_size:,} logits \u2192 softmax", size=10)
+    ax_tok.text(
+        0.01, 0.21, f"\u2192 last vector \u2192 {vocab_size:,} logits \u2192 softmax", size=10
+    )
     ax_tok.text(
         0.01, 0.06, f"\u2192 chosen next token: {_visible(chosen)!r}", size=11, weight="bold"
     )
