@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nexttoken.configs import get_config
 from nexttoken.generate import generate
@@ -117,3 +119,18 @@ def test_decode_times_shapes(tiny_model, use_cache):
     assert len(secs) == 6 and all(s >= 0 for s in secs)
     with pytest.raises(ValueError, match="repeats"):
         decode_times(tiny_model, [1], 2, use_cache=True, repeats=0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    prefix=st.lists(st.integers(0, 96), min_size=1, max_size=12),
+    a=st.integers(0, 96),
+    b=st.integers(0, 96),
+)
+def test_appended_token_never_changes_earlier_states(tiny_model, prefix, a, b):
+    """Notebook 07's claim: what comes after a token cannot change its vectors (bit for bit)."""
+    with torch.no_grad():
+        ha = tiny_model.run(torch.tensor([prefix + [a]]), output_hidden_states=True).hidden_states
+        hb = tiny_model.run(torch.tensor([prefix + [b]]), output_hidden_states=True).hidden_states
+    n = len(prefix)
+    assert all(torch.equal(x[:, :n], y[:, :n]) for x, y in zip(ha, hb, strict=True))
