@@ -299,6 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
             loss16 = book_held_out_loss(torch.bfloat16)
             res["bf16"]["book_held_out_loss_fp32"] = round(loss32, 4)
             res["bf16"]["book_held_out_loss_bf16"] = round(loss16, 4)
+            from nexttoken.book import load_model_card
+
+            res["bf16"]["book_model_sha256"] = load_model_card()["sha256"]
 
     print(markdown(res))
     if args.json:
