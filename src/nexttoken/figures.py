@@ -103,6 +103,21 @@ def _book_training_curve() -> Figure:
     return loss_curve_figure(load_training_log(), baseline=math.log(4096), title=title)
 
 
+def _gpt2_decode_speed() -> Figure:
+    import json
+
+    from .viz import speed_figure
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results.json"
+    res = json.loads(path.read_text())
+    rates = {
+        "nexttoken, KV cache": res["decode"]["nexttoken_tokens_per_s"],
+        "transformers generate": res["decode"]["transformers_tokens_per_s"],
+        "roofline (copy bandwidth)": res["roofline"]["roofline_tokens_per_s"],
+    }
+    return speed_figure(rates)
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "pipeline.png": lambda: pipeline_figure(),
     "tokens_chips.png": _tokens_chips,  # notebook 01
@@ -113,6 +128,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "top_k_top_p.png": _top_k_top_p,  # notebook 06
     "kv_cache_memory.png": _kv_cache_memory,  # notebook 07
     "book_training_curve.png": _book_training_curve,  # notebook 08
+    "gpt2_decode_speed.png": _gpt2_decode_speed,  # notebook 09 (benchmarks/results.json)
 }
 
 
