@@ -27,7 +27,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks notebooks
 
 unit: setup
-	$(BIN)/python -m pytest tests -q -n 2 -p pytest_socket --disable-socket --allow-unix-socket
+	$(BIN)/python -m pytest tests -q -n 2 --disable-socket --allow-unix-socket
 
 nbval: setup
 	$(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
