@@ -74,3 +74,31 @@ def test_training_log_is_shipped():
     log = book.load_training_log()
     assert len(log["losses"]) == CARD["steps_done"]
     assert log["evals"][-1]["held_loss"] < log["evals"][0]["held_loss"]
+
+
+def test_load_book_model_matches_load_model_and_keeps_the_rng():
+    import torch
+
+    model = book.load_book_model()
+    ref = load_model(WEIGHTS, expected_sha256=CARD["sha256"])
+    x = torch.randint(0, BOOK.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(model(x), ref(x))
+    assert model.lm_head.weight is model.transformer.wte.weight
+    torch.manual_seed(0)
+    a = torch.rand(3)
+    torch.manual_seed(0)
+    book.load_book_model()
+    assert torch.equal(torch.rand(3), a)
+
+
+def test_load_book_model_refuses_a_wrong_hash(tmp_path, monkeypatch):
+    import json
+
+    shutil.copyfile(WEIGHTS, tmp_path / book.MODEL_FILE)
+    card = dict(CARD, sha256="0" * 64)
+    (tmp_path / book.CARD_JSON).write_text(json.dumps(card))
+    monkeypatch.setattr(book, "assets_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match="sha256"):
+        book.load_book_model()
+    assert book.load_book_model(verify=False).config == BOOK

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model, sha256_file
+from .checkpoint import read_config, sha256_file
 from .model import GPT
 from .tokenizer import get_encoding
 
@@ -74,11 +74,30 @@ def load_training_log(directory: str | os.PathLike | None = None) -> dict:
 def load_book_model(*, verify: bool = True, dtype: torch.dtype | None = None) -> GPT:
     """The book's trained GPT, in eval mode, from ``assets/book_model.safetensors``.
 
-    With ``verify`` (the default) the file's sha256 must equal the one in the model card.
+    With ``verify`` (the default) the file's sha256 must equal the one in the model card. The
+    model is small, so it is built directly on the CPU (under a forked RNG, so loading it never
+    changes the random numbers a notebook draws next) rather than on the meta device, whose first
+    use imports ``torch._dynamo`` (about 2 s).
     """
-    directory = assets_dir()
-    expected = load_model_card(directory)["sha256"] if verify else None
-    return load_model(directory / MODEL_FILE, expected_sha256=expected, dtype=dtype)
+    from safetensors.torch import load_file
+
+    path = assets_dir() / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"the book model is missing: {path}")
+    if verify:
+        expected = load_model_card()["sha256"]
+        got = sha256_file(path)
+        if got != expected:
+            raise ValueError(f"sha256 mismatch for {path.name}: got {got}, expected {expected}")
+    config = read_config(path)
+    with torch.random.fork_rng(devices=[]):
+        model = GPT(config)
+    state = load_file(str(path))
+    state["lm_head.weight"] = state["transformer.wte.weight"]  # tied: stored once
+    model.load_state_dict(state)  # strict: names any missing or unexpected tensor
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
 
 
 def book_datasets(encoding=None) -> tuple[torch.Tensor, torch.Tensor]:
