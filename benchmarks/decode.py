@@ -255,6 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
     res["profile_step_shares"] = profile_decode(ours, prompt)
     res["roofline"]["gemv_GB_per_s_fp32"] = round(gemv_bandwidth(torch.float32) / 1e9, 2)
     res["roofline"]["gemv_GB_per_s_bf16"] = round(gemv_bandwidth(torch.bfloat16) / 1e9, 2)
+    roof_gemv = res["roofline"]["gemv_GB_per_s_fp32"] * 1e9 / wbytes  # a tighter bound
+    res["roofline"]["gemv_roofline_tokens_per_s"] = round(roof_gemv, 2)
+    res["roofline"]["nexttoken_fraction_of_gemv_roofline"] = round(tps_ours / roof_gemv, 3)
+    res["roofline"]["transformers_fraction_of_gemv_roofline"] = round(tps_hf / roof_gemv, 3)
 
     if not args.no_context:
         ctx = min(args.context, ours.config.block_size)
