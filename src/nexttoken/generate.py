@@ -77,34 +77,6 @@ def generate(
     The model is put in eval mode for the loop and restored afterwards. The loop runs under
     ``torch.inference_mode()``; the returned tensor is an ordinary one, usable anywhere.
     """
-    with torch.inference_mode():
-        out = _generate(
-            model,
-            ids,
-            max_new_tokens,
-            temperature,
-            top_k,
-            top_p,
-            generator,
-            use_cache,
-            stop_token,
-            on_token,
-        )
-    return out.clone()  # a normal tensor again (inference tensors cannot enter autograd)
-
-
-def _generate(
-    model,
-    ids,
-    max_new_tokens,
-    temperature,
-    top_k,
-    top_p,
-    generator,
-    use_cache,
-    stop_token,
-    on_token,
-):
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
     cfg = model.config
@@ -122,33 +94,35 @@ def _generate(
     was_training = model.training
     model.eval()
     try:
-        B, N = idx.shape
-        # one buffer for prompt + new tokens, written in place (no re-concatenation per step);
-        # the model reads a view of its last block_size tokens
-        buf = torch.empty(B, N + max_new_tokens, dtype=torch.long, device=idx.device)
-        buf[:, :N] = idx
-        finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        # the cache only needs room for what this call will feed it (at most block_size)
-        cache_len = min(cfg.block_size, N + max_new_tokens)
-        cache = model.new_cache(B, cache_len) if use_cache and max_new_tokens else None
-        n_total = N
-        for _ in range(max_new_tokens):
-            if cache is not None and n_total <= cfg.block_size:
-                new = buf[:, cache.length : n_total]  # only what the cache has not seen
-                logits = model.run(new, cache=cache, last_only=True).logits[:, -1, :]
-            else:  # no cache, or past the context limit: recompute the window
-                context = buf[:, max(0, n_total - cfg.block_size) : n_total]
-                logits = model.run(context, last_only=True).logits[:, -1, :]
-            nxt = sample(logits, temperature, top_k, top_p, generator)  # (B,)
-            if stop_token is not None:
-                nxt = torch.where(finished, torch.full_like(nxt, stop_token), nxt)
-                finished |= nxt == stop_token
-            buf[:, n_total] = nxt
-            n_total += 1
-            if on_token is not None:
-                on_token(nxt)
-            if stop_token is not None and bool(finished.all()):
-                break
-        return buf[:, :n_total]
+        with torch.inference_mode():
+            B, N = idx.shape
+            # one buffer for prompt + new tokens, written in place (no re-concatenation per step);
+            # the model reads a view of its last block_size tokens
+            buf = torch.empty(B, N + max_new_tokens, dtype=torch.long, device=idx.device)
+            buf[:, :N] = idx
+            finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
+            # the cache only needs room for what this call will feed it (at most block_size)
+            cache_len = min(cfg.block_size, N + max_new_tokens)
+            cache = model.new_cache(B, cache_len) if use_cache and max_new_tokens else None
+            n_total = N
+            for _ in range(max_new_tokens):
+                if cache is not None and n_total <= cfg.block_size:
+                    new = buf[:, cache.length : n_total]  # only what the cache has not seen
+                    logits = model.run(new, cache=cache, last_only=True).logits[:, -1, :]
+                else:  # no cache, or past the context limit: recompute the window
+                    context = buf[:, max(0, n_total - cfg.block_size) : n_total]
+                    logits = model.run(context, last_only=True).logits[:, -1, :]
+                nxt = sample(logits, temperature, top_k, top_p, generator)  # (B,)
+                if stop_token is not None:
+                    nxt = torch.where(finished, torch.full_like(nxt, stop_token), nxt)
+                    finished |= nxt == stop_token
+                buf[:, n_total] = nxt
+                n_total += 1
+                if on_token is not None:
+                    on_token(nxt)
+                if stop_token is not None and bool(finished.all()):
+                    break
+            out = buf[:, :n_total]
     finally:
         model.train(was_training)
+    return out.clone()  # a normal tensor again (inference tensors cannot enter autograd)
