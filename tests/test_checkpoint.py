@@ -22,6 +22,7 @@ from nexttoken.checkpoint import (
     load_gpt2,
     load_model,
     read_config,
+    read_metadata,
     save_model,
     sha256_file,
 )
@@ -223,3 +224,15 @@ def test_gpt2_small_config_matches_the_book():
     assert gpt2_config_from_hf(
         dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257)
     ) == GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+
+
+def test_the_same_weights_always_give_the_same_bytes(tmp_path):
+    """One metadata key: safetensors would write several in a random order (and change the hash)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    hashes = set()
+    for i in range(4):
+        path = save_model(model, tmp_path / f"m{i}.safetensors", {"step": "3", "note": "x"})
+        hashes.add(sha256_file(path))
+    assert len(hashes) == 1
+    assert read_metadata(path) == {"step": "3", "note": "x"}

@@ -35,6 +35,7 @@ __all__ = [
     "save_model",
     "load_model",
     "read_config",
+    "read_metadata",
     "sha256_file",
     "load_gpt2",
     "gpt2_config_from_hf",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 _TIED = "lm_head.weight"
+_FORMAT = "nexttoken-gpt"
+_META_KEY = "nexttoken"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -64,11 +67,14 @@ def save_model(model: GPT, path: str | os.PathLike, metadata: dict[str, str] | N
     tensors = {
         k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != _TIED
     }
-    meta = {"format": "nexttoken-gpt", "config": json.dumps(dataclasses.asdict(model.config))}
+    info = {"format": _FORMAT, "config": dataclasses.asdict(model.config)}
     for k, v in (metadata or {}).items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError("metadata must map str to str")
-        meta[k] = v
+        info[k] = v
+    # one metadata key: safetensors writes several keys in a random order, which would give the
+    # same weights a different sha256 on every save
+    meta = {_META_KEY: json.dumps(info, sort_keys=True)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
@@ -85,9 +91,26 @@ def read_config(path: str | os.PathLike) -> GPTConfig:
     """The ``GPTConfig`` stored in a checkpoint's metadata."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    if meta.get("format") != "nexttoken-gpt" or "config" not in meta:
+    return GPTConfig(**_read_info(meta, path)["config"])
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The extra ``metadata`` that :func:`save_model` stored with a checkpoint."""
+    with safe_open(str(path), framework="pt") as f:
+        info = _read_info(f.metadata() or {}, path)
+    return {k: v for k, v in info.items() if k not in ("format", "config")}
+
+
+def _read_info(meta: dict[str, str], path: str | os.PathLike) -> dict:
+    if _META_KEY in meta:
+        info = json.loads(meta[_META_KEY])
+    else:  # the first checkpoints had one metadata key per field
+        info = dict(meta)
+        if "config" in info:
+            info["config"] = json.loads(info["config"])
+    if info.get("format") != _FORMAT or "config" not in info:
         raise ValueError(f"{path} is not a nexttoken checkpoint (no config in its metadata)")
-    return GPTConfig(**json.loads(meta["config"]))
+    return info
 
 
 def load_model(
