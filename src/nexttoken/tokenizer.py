@@ -27,6 +27,7 @@ __all__ = [
     "list_encodings",
     "encode",
     "pieces",
+    "mergeable_ranks",
     "ENDOFTEXT",
     "bytes_to_unicode",
     "load_tiktoken_ranks",
@@ -244,3 +245,12 @@ def pieces(text: str, name: str = "gpt2") -> list[str]:
     """
     enc = get_encoding(name)
     return [enc.decode([i]) for i in encode(text, name)]
+
+
+def mergeable_ranks(name: str) -> dict[bytes, int]:
+    """The BPE table of encoding ``name``: each token's bytes -> its rank (= its id).
+
+    Ranks are the merge order: the lower the rank, the earlier the merge was learned. A copy, so
+    changing it cannot corrupt the cached encoding.
+    """
+    return dict(get_encoding(name)._mergeable_ranks)
