@@ -10,11 +10,17 @@ from nexttoken.model import GPT, GPTConfig
 torch.set_num_threads(1)
 
 
-def pytest_configure(config):
-    """The whole unit suite runs with the network unreachable (as a reader offline would)."""
+@pytest.fixture(autouse=True)
+def _no_network():
+    """Every unit test runs with the network unreachable, as a reader offline would.
+
+    (pytest-socket lifts its restriction after each test, so it is set again before each one;
+    `make unit` also passes --disable-socket.)
+    """
     import pytest_socket
 
     pytest_socket.disable_socket(allow_unix_socket=True)
+    yield
 
 
 TINY = GPTConfig(vocab_size=97, block_size=24, n_layer=2, n_head=2, n_embd=32, name="tiny")

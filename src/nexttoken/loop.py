@@ -22,6 +22,7 @@ import torch
 from .generate import as_ids, generate
 from .model import GPT, GPTConfig
 from .sampling import check_sampling_args, sample, softmax
+from .tokenizer import visible_token
 
 __all__ = [
     "StepRecord",
@@ -164,17 +165,14 @@ def format_steps(
     and newlines as ``↵`` so that a token's boundaries are visible.
     """
 
-    def vis(s: str) -> str:
-        return s.replace(" ", "␣").replace("\n", "↵")
-
     lines = [
         f"{'step':>4}  {'context (end)':<{context_chars + 1}}  {'token':<12} {'prob':>6} {'rank':>5}"
     ]
     for r in records:
-        ctx = vis(decode(list(r.context)))
+        ctx = visible_token(decode(list(r.context)))
         if len(ctx) > context_chars:
             ctx = "…" + ctx[-context_chars:]
-        tok = repr(vis(decode([r.token])))
+        tok = repr(visible_token(decode([r.token])))
         lines.append(
             f"{r.step:>4}  {ctx:<{context_chars + 1}}  {tok:<12} {r.prob:>6.3f} {r.rank:>5}"
         )

@@ -28,6 +28,7 @@ __all__ = [
     "encode",
     "pieces",
     "mergeable_ranks",
+    "visible_token",
     "ENDOFTEXT",
     "bytes_to_unicode",
     "load_tiktoken_ranks",
@@ -254,3 +255,10 @@ def mergeable_ranks(name: str) -> dict[bytes, int]:
     changing it cannot corrupt the cached encoding.
     """
     return dict(get_encoding(name)._mergeable_ranks)
+
+
+def visible_token(s: str) -> str:
+    """A token's text with its boundaries visible: space -> ``␣``, newline -> ``↵``, tab -> ``⇥``."""
+    if not isinstance(s, str):
+        raise TypeError(f"token text must be a str, got {type(s).__name__}")
+    return s.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")

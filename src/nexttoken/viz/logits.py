@@ -11,14 +11,9 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from ..tokenizer import visible_token
+
 __all__ = ["visible_token", "candidate_bars", "entropy", "temperature_figure"]
-
-
-def visible_token(s: str) -> str:
-    """A token's text with its boundaries visible: space -> ``␣``, newline -> ``↵``, tab -> ``⇥``."""
-    if not isinstance(s, str):
-        raise TypeError(f"token text must be a str, got {type(s).__name__}")
-    return s.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..configs import get_config
+from ..tokenizer import visible_token
 
 __all__ = ["STAGES", "pipeline_figure", "NOTEBOOK_STAGES", "walkthrough_figure"]
 
@@ -157,11 +158,6 @@ def pipeline_figure(
     return fig
 
 
-def _visible(piece: str) -> str:
-    """A token's text with its leading space and newlines made visible."""
-    return piece.replace(" ", "\u2423").replace("\n", "\u21b5")
-
-
 def walkthrough_figure(
     pieces: list[str],
     top: list[tuple[str, float]],
@@ -194,7 +190,7 @@ def walkthrough_figure(
         ax_tok.text(x, 0.83, "\u2026", size=11, va="center")
         x += 0.03
     for piece in shown:
-        label = _visible(piece)
+        label = visible_token(piece)
         width = 0.0135 * max(len(label), 1) + 0.03
         ax_tok.text(
             x,
@@ -213,11 +209,11 @@ def walkthrough_figure(
         0.01, 0.21, f"\u2192 last vector \u2192 {vocab_size:,} logits \u2192 softmax", size=10
     )
     ax_tok.text(
-        0.01, 0.06, f"\u2192 chosen next token: {_visible(chosen)!r}", size=11, weight="bold"
+        0.01, 0.06, f"\u2192 chosen next token: {visible_token(chosen)!r}", size=11, weight="bold"
     )
-    labels = [_visible(t) for t, _ in top][::-1]
+    labels = [visible_token(t) for t, _ in top][::-1]
     probs = [p for _, p in top][::-1]
-    colors = ["#c1121f" if t == _visible(chosen) else "#4a7fb5" for t in labels]
+    colors = ["#c1121f" if t == visible_token(chosen) else "#4a7fb5" for t in labels]
     ax_bar.barh(range(len(top)), probs, color=colors)
     ax_bar.set_yticks(range(len(top)), labels, family="monospace")
     ax_bar.set_xlabel("probability of the next token")

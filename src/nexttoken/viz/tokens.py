@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
+from ..tokenizer import visible_token
+
 __all__ = [
     "CHIP_COLORS",
     "token_label",
@@ -30,7 +32,7 @@ def token_label(piece: bytes | str) -> str:
         text = bytes(piece).decode("utf-8", errors="backslashreplace")
     else:
         raise TypeError(f"piece must be bytes or str, got {type(piece).__name__}")
-    text = text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+    text = visible_token(text)
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
