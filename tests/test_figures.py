@@ -15,8 +15,14 @@ def test_every_registered_figure_is_committed():
     assert committed <= set(FIGURES), "a PNG in figures/ that no code makes"
 
 
-def test_make_figures_is_deterministic(tmp_path):
-    first = {p.name: p.read_bytes() for p in make_figures(tmp_path / "a")}
-    assert set(first) == set(FIGURES)
-    again = make_figures(tmp_path / "b", only=["pipeline.png"])
-    assert again[0].read_bytes() == first["pipeline.png"]
+def test_committed_figures_are_what_the_code_makes_now(tmp_path):
+    """Pixels, not bytes: PNG compression may differ between zlib builds, the image may not."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    made = make_figures(tmp_path)
+    assert {p.name for p in made} == set(FIGURES)
+    for path in made:
+        committed = ROOT / "figures" / path.name
+        same = np.array_equal(imread(path), imread(committed))
+        assert same, f"figures/{path.name} is stale: run `make figures` and commit it"
