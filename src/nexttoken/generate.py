@@ -21,7 +21,7 @@ import torch
 from .model import GPT
 from .sampling import check_sampling_args, sample
 
-__all__ = ["generate", "as_ids"]
+__all__ = ["generate", "as_ids", "check_max_new_tokens"]
 
 
 def as_ids(ids: torch.Tensor | Sequence[int], vocab_size: int | None = None) -> torch.Tensor:
@@ -50,6 +50,14 @@ def as_ids(ids: torch.Tensor | Sequence[int], vocab_size: int | None = None) -> 
                 f"token id {bad} is out of range: ids must be in [0, {vocab_size - 1}]"
             )
     return t.long()
+
+
+def check_max_new_tokens(max_new_tokens: object) -> None:
+    """Raise TypeError/ValueError unless ``max_new_tokens`` is an int >= 0."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise TypeError(f"max_new_tokens must be an int, got {type(max_new_tokens).__name__}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
 
 
 def generate(
@@ -81,10 +89,7 @@ def generate(
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
     cfg = model.config
     idx = as_ids(ids, cfg.vocab_size).to(model.lm_head.weight.device)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise TypeError(f"max_new_tokens must be an int, got {type(max_new_tokens).__name__}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_max_new_tokens(max_new_tokens)
     check_sampling_args(cfg.vocab_size, temperature, top_k, top_p)
     if stop_token is not None and not (
         isinstance(stop_token, int) and 0 <= stop_token < cfg.vocab_size

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .generate import as_ids, generate
+from .generate import as_ids, check_max_new_tokens, generate
 from .model import GPT, GPTConfig
 from .sampling import check_sampling_args, sample, softmax
 from .tokenizer import visible_token
@@ -129,10 +129,7 @@ def trace_generation(
     chosen tokens are the same. Stops after ``stop_token`` if it is produced.
     """
     _check_model(model)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise TypeError(f"max_new_tokens must be an int, got {type(max_new_tokens).__name__}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_max_new_tokens(max_new_tokens)
     seq = [int(i) for i in as_ids(ids, model.config.vocab_size)[0]]
     records = []
     for step in range(1, max_new_tokens + 1):
