@@ -14,14 +14,19 @@ window. Outputs are still identical with and without the cache.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 
 import torch
 
 from .model import GPT
-from .sampling import check_sampling_args, sample
+from .sampling import check_generator, check_sampling_args, sample
 
-__all__ = ["generate", "as_ids", "check_max_new_tokens"]
+__all__ = ["generate", "as_ids", "check_max_new_tokens", "MAX_NEW_TOKENS"]
+
+#: The most tokens one call may add: a million steps already take hours on a CPU, and the output
+#: buffer is allocated up front. Call again with the result as the prompt to go further.
+MAX_NEW_TOKENS = 1_000_000
 
 
 def as_ids(ids: torch.Tensor | Sequence[int], vocab_size: int | None = None) -> torch.Tensor:
@@ -53,11 +58,33 @@ def as_ids(ids: torch.Tensor | Sequence[int], vocab_size: int | None = None) -> 
 
 
 def check_max_new_tokens(max_new_tokens: object) -> None:
-    """Raise TypeError/ValueError unless ``max_new_tokens`` is an int >= 0."""
+    """Raise TypeError/ValueError unless ``max_new_tokens`` is an int in ``[0, MAX_NEW_TOKENS]``."""
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
         raise TypeError(f"max_new_tokens must be an int, got {type(max_new_tokens).__name__}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(
+            f"max_new_tokens must be >= 0 and <= {MAX_NEW_TOKENS:_} (MAX_NEW_TOKENS), got "
+            f"{max_new_tokens}; for more, call again with the result as the prompt"
+        )
+
+
+def _check_stop_token(stop_token: object, vocab_size: int) -> int | None:
+    """``stop_token`` as a plain int (NumPy and torch integers accepted), or None."""
+    if stop_token is None:
+        return None
+    if isinstance(stop_token, bool) or (
+        isinstance(stop_token, torch.Tensor) and stop_token.dtype == torch.bool
+    ):
+        raise TypeError(f"stop_token must be a token id (an int) or None, got {stop_token!r}")
+    try:
+        token = operator.index(stop_token)
+    except TypeError:
+        raise TypeError(
+            f"stop_token must be a token id (an int) or None, got {type(stop_token).__name__}"
+        ) from None
+    if not 0 <= token < vocab_size:
+        raise ValueError(f"stop_token must be a token id in [0, {vocab_size - 1}], got {token}")
+    return token
 
 
 def generate(
@@ -78,9 +105,14 @@ def generate(
     - ``ids``: the prompt, ``(B, N)`` (or ``(N,)`` / a list of ints, treated as ``B = 1``).
     - ``temperature=0`` is greedy decoding; otherwise sampling from the softmax at that temperature,
       after optional ``top_k`` / ``top_p`` filtering, drawing from ``generator``.
+    - ``generator``: a ``torch.Generator`` or None (checked before any work, also when greedy).
+    - ``max_new_tokens``: an int in ``[0, MAX_NEW_TOKENS]``.
     - ``stop_token``: stop once every row has produced it (rows that finished early are padded with
-      it). The stop token is included in the output.
+      it). The stop token is included in the output. An int id (a NumPy or torch integer is fine;
+      a bool is refused).
     - ``on_token``: called with each step's new ids ``(B,)`` (used to stream text).
+
+    Every argument is checked before the first forward pass (``ValueError`` / ``TypeError``).
 
     The model is put in eval mode for the loop and restored afterwards. The loop runs under
     ``torch.inference_mode()``; the returned tensor is an ordinary one, usable anywhere.
@@ -91,10 +123,15 @@ def generate(
     idx = as_ids(ids, cfg.vocab_size).to(model.lm_head.weight.device)
     check_max_new_tokens(max_new_tokens)
     check_sampling_args(cfg.vocab_size, temperature, top_k, top_p)
-    if stop_token is not None and not (
-        isinstance(stop_token, int) and 0 <= stop_token < cfg.vocab_size
-    ):
-        raise ValueError(f"stop_token must be a token id in [0, {cfg.vocab_size - 1}] or None")
+    check_generator(generator)
+    stop_token = _check_stop_token(stop_token, cfg.vocab_size)
+    if on_token is not None and not callable(on_token):
+        raise TypeError(
+            f"on_token must be a function called with each step's ids, or None; "
+            f"got {type(on_token).__name__}"
+        )
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"use_cache must be True or False, got {use_cache!r}")
 
     was_training = model.training
     model.eval()
