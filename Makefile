@@ -8,7 +8,7 @@ ARGS   ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard notebooks/solutions/*.ipynb))
 
-.PHONY: setup lab test lint unit nbval notebooks figures bench format clean
+.PHONY: setup lab test lint unit nbval other-cpus notebooks figures bench format clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -32,7 +32,21 @@ unit: setup
 nbval: setup
 	$(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
-test: lint unit nbval
+# Other CPUs, simulated on this one (CONTRIBUTING.md, "Numbers that hold on any CPU"): torch's own
+# kernels (ATen), MKL and oneDNN are forced down to the instruction sets of an AVX2-only CPU (an AMD
+# EPYC, an older Intel) and of a CPU with neither AVX2 nor AVX-512; every notebook and the figures
+# must still pass. tests/test_cpu_simulation.py checks that torch really took the setting.
+CPU_AVX2    := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 NEXTTOKEN_SIMULATED_CPU=avx2
+CPU_DEFAULT := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 NEXTTOKEN_SIMULATED_CPU=default
+OTHER_CPU_TESTS := tests/test_cpu_simulation.py tests/test_figures.py
+
+other-cpus: setup
+	@echo "== simulated CPU: AVX2 only (as an AMD EPYC)"
+	env $(CPU_AVX2) $(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(OTHER_CPU_TESTS) $(NOTEBOOKS)
+	@echo "== simulated CPU: no AVX2, no AVX-512 (SSE4.2)"
+	env $(CPU_DEFAULT) $(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(OTHER_CPU_TESTS) $(NOTEBOOKS)
+
+test: lint unit nbval other-cpus
 
 notebooks: setup
 	$(BIN)/python -m nexttoken.execute $(NOTEBOOKS)
