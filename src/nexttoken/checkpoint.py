@@ -42,6 +42,7 @@ __all__ = [
     "gpt2_tensor_map",
     "convert_gpt2_state_dict",
     "find_gpt2",
+    "export_hf_gpt2",
     "CONV1D_WEIGHTS",
 ]
 
@@ -370,3 +371,58 @@ def load_gpt2(
     model.load_state_dict(state, assign=True)
     model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
     return model.eval()
+
+
+def export_hf_gpt2(
+    model: GPT, folder: str | os.PathLike, *, eos_token_id: int | None = None
+) -> Path:
+    """Write ``model`` in the Hugging Face GPT-2 layout: ``folder/config.json`` and
+    ``folder/model.safetensors`` (what ``GPT2LMHeadModel.save_pretrained`` writes), so that
+    ``transformers.GPT2LMHeadModel.from_pretrained(folder)`` and :func:`load_gpt2` both read it.
+
+    The inverse of :func:`convert_gpt2_state_dict`: the four ``Conv1D`` weights of every block are
+    stored transposed, ``(in, out)``; the tied output projection is not stored; tensors are written
+    in float32. ``eos_token_id`` (e.g. the encoding's ``<|endoftext|>``) goes into ``config.json``
+    as the begin and end token. Returns the folder. Nothing is downloaded.
+    """
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+    if eos_token_id is not None and not (
+        isinstance(eos_token_id, int) and 0 <= eos_token_id < model.config.vocab_size
+    ):
+        raise ValueError(
+            f"eos_token_id must be None or an int in [0, {model.config.vocab_size}), "
+            f"got {eos_token_id!r}"
+        )
+    c = model.config
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    tensors = {}
+    for r in gpt2_tensor_map(c):
+        t = state[r["name"]].detach().to(torch.float32)
+        tensors[r["hf_name"]] = (t.t() if r["transpose"] else t).contiguous().clone()
+    config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": c.vocab_size,
+        "n_positions": c.block_size,
+        "n_ctx": c.block_size,
+        "n_embd": c.n_embd,
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": c.layer_norm_eps,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": True,
+        "bos_token_id": eos_token_id,
+        "eos_token_id": eos_token_id,
+        "torch_dtype": "float32",
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
