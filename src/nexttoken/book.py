@@ -81,6 +81,9 @@ def load_book_model(*, verify: bool = True, dtype: torch.dtype | None = None) ->
     """
     from safetensors.torch import load_file
 
+    from .checkpoint import _check_dtype
+
+    _check_dtype(dtype)
     path = assets_dir() / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"the book model is missing: {path}")

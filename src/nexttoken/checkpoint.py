@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .model import GPT, GPTConfig
@@ -60,6 +60,41 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _check_dtype(dtype: object) -> None:
+    """Raise TypeError unless ``dtype`` is None or a floating-point ``torch.dtype``."""
+    if dtype is None:
+        return
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            "dtype must be None or a floating-point torch.dtype such as torch.float32, "
+            f"torch.float16 or torch.bfloat16; got {dtype!r}"
+        )
+
+
+def _safe_open(path: str | os.PathLike):
+    """``safe_open(path)``; a missing file is a FileNotFoundError and a damaged or foreign one
+    (truncated, not safetensors, a pickle renamed ``.safetensors``...) a ValueError naming it.
+    Nothing in the file is ever executed: safetensors only parses a JSON header and raw bytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({path.stat().st_size:,} bytes; "
+            f"safetensors says: {err}); it may be truncated, damaged, or another format"
+        ) from None
+
+
+def _float_tensor(t: torch.Tensor, name: str, path: str | os.PathLike) -> torch.Tensor:
+    if not t.is_floating_point():
+        raise ValueError(
+            f"{path}: tensor {name} has dtype {t.dtype}; model weights must be floating point"
+        )
+    return t
+
+
 def save_model(model: GPT, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write ``model`` (weights + config) to ``path`` atomically; returns the path."""
     if not isinstance(model, GPT):
@@ -90,25 +125,42 @@ def save_model(model: GPT, path: str | os.PathLike, metadata: dict[str, str] | N
 
 def read_config(path: str | os.PathLike) -> GPTConfig:
     """The ``GPTConfig`` stored in a checkpoint's metadata."""
-    with safe_open(str(path), framework="pt") as f:
+    with _safe_open(path) as f:
         meta = f.metadata() or {}
-    return GPTConfig(**_read_info(meta, path)["config"])
+    config = _read_info(meta, path)["config"]
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the config in its metadata is not a JSON object")
+    known = {f.name for f in dataclasses.fields(GPTConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown config fields {unknown} in its metadata; GPTConfig has {sorted(known)}"
+        )
+    try:
+        return GPTConfig(**config)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{path}: bad config in its metadata: {err}") from None
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The extra ``metadata`` that :func:`save_model` stored with a checkpoint."""
-    with safe_open(str(path), framework="pt") as f:
+    with _safe_open(path) as f:
         info = _read_info(f.metadata() or {}, path)
     return {k: v for k, v in info.items() if k not in ("format", "config")}
 
 
 def _read_info(meta: dict[str, str], path: str | os.PathLike) -> dict:
-    if _META_KEY in meta:
-        info = json.loads(meta[_META_KEY])
-    else:  # the first checkpoints had one metadata key per field
-        info = dict(meta)
-        if "config" in info:
-            info["config"] = json.loads(info["config"])
+    try:
+        if _META_KEY in meta:
+            info = json.loads(meta[_META_KEY])
+        else:  # the first checkpoints had one metadata key per field
+            info = dict(meta)
+            if "config" in info:
+                info["config"] = json.loads(info["config"])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: its metadata is not valid JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: its metadata is not a JSON object")
     if info.get("format") != _FORMAT or "config" not in info:
         raise ValueError(f"{path} is not a nexttoken checkpoint (no config in its metadata)")
     return info
@@ -124,6 +176,7 @@ def load_model(
     error that names it.
     """
     path = Path(path)
+    _check_dtype(dtype)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if expected_sha256 is not None:
@@ -137,7 +190,7 @@ def load_model(
         model = GPT(config)
     expected = {k: v.shape for k, v in model.state_dict().items() if k != _TIED}
     tensors = {}
-    with safe_open(str(path), framework="pt") as f:
+    with _safe_open(path) as f:
         keys = set(f.keys())
         missing = sorted(set(expected) - keys)
         extra = sorted(keys - set(expected))
@@ -146,7 +199,7 @@ def load_model(
                 f"checkpoint {path.name}: missing tensors {missing}, unexpected {extra}"
             )
         for k in expected:
-            t = f.get_tensor(k)
+            t = _float_tensor(f.get_tensor(k), k, path)
             if t.shape != expected[k]:
                 raise ValueError(
                     f"checkpoint {path.name}: tensor {k} has shape {tuple(t.shape)}, "
@@ -183,11 +236,16 @@ def gpt2_config_from_hf(hf: dict, name: str = "") -> GPTConfig:
         raise TypeError(f"hf must be a dict (a parsed config.json), got {type(hf).__name__}")
     if hf.get("model_type", "gpt2") != "gpt2":
         raise ValueError(f"model_type must be 'gpt2', got {hf.get('model_type')!r}")
-    missing = [
-        k for k in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size") if k not in hf
-    ]
+    sizes = ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size")
+    missing = [k for k in sizes if k not in hf]
     if missing:
         raise ValueError(f"config.json lacks {missing}")
+    for k in sizes:
+        if isinstance(hf[k], bool) or not isinstance(hf[k], int):
+            raise ValueError(f"{k} must be an integer, got {hf[k]!r}")
+    eps = hf.get("layer_norm_epsilon", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise ValueError(f"layer_norm_epsilon must be a number, got {eps!r}")
     act = hf.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
         raise ValueError(
@@ -343,6 +401,7 @@ def load_gpt2(
         )
     if not isinstance(download, bool):
         raise TypeError(f"download must be True or False, got {download!r}")
+    _check_dtype(dtype)
     folder = Path(source)
     label = folder.name  # the config's name: the folder's (or the model's) name, not a full path
     if not folder.is_dir():
@@ -360,10 +419,24 @@ def load_gpt2(
     for f in _FILES:
         if not (folder / f).is_file():
             raise FileNotFoundError(f"{folder} has no {f} (expected the Hugging Face layout)")
-    config = gpt2_config_from_hf(json.loads((folder / "config.json").read_text()), name=label)
-    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+    try:
+        hf = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_path} is not valid JSON ({err})") from None
+    try:
+        config = gpt2_config_from_hf(hf, name=label)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{config_path}: {err}") from None
+    with _safe_open(weights_path) as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    state = convert_gpt2_state_dict(tensors, config)
+    for k, t in tensors.items():
+        if not k.endswith(_SKIPPED_SUFFIXES):  # the mask buffers may be bool or uint8
+            _float_tensor(t, k, weights_path)
+    try:
+        state = convert_gpt2_state_dict(tensors, config)
+    except ValueError as err:
+        raise ValueError(f"{weights_path}: {err}") from None
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
     with torch.device("meta"):

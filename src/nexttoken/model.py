@@ -62,8 +62,19 @@ class GPTConfig:
             raise ValueError(
                 f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
+        for attr in ("dropout", "layer_norm_eps"):
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"GPTConfig.{attr} must be a number, got {type(value).__name__}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not (math.isfinite(self.layer_norm_eps) and 0 < self.layer_norm_eps < 1):
+            raise ValueError(
+                f"GPTConfig.layer_norm_eps must be a small number > 0 (GPT-2 uses 1e-5), "
+                f"in (0, 1); got {self.layer_norm_eps}"
+            )
+        if not isinstance(self.name, str):
+            raise TypeError(f"GPTConfig.name must be a str, got {type(self.name).__name__}")
 
     @property
     def d_head(self) -> int:
