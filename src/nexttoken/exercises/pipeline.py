@@ -1,74 +1,242 @@
-"""Checkers for notebook 00 (the whole pipeline)."""
+"""Checkers for notebook 00 (the whole pipeline).
+
+Each checker recognises the common wrong answers of its exercise and names the misconception; its
+hints are staged (:class:`nexttoken.exercises.Hints`) and never print the answer.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from ..configs import get_config
-from ..model import GPT
-from . import report, unanswered
+from ..model import GPT, GPTConfig
+from . import Hints, check_prediction, failed, passed, unanswered
 
-__all__ = ["check_output_shape", "check_probabilities", "check_one_step"]
+__all__ = [
+    "HINTS",
+    "check_output_shape",
+    "check_probabilities",
+    "check_one_step",
+    "check_earlier_logits_prediction",
+]
+
+HINTS = {
+    "output": Hints(
+        "decoder output size",
+        "the decoder's output comes before the projection to the vocabulary: what is one token's "
+        "output made of?",
+        "count the vectors (how many tokens?) and the numbers in each one (the model's width)",
+        "the model's width is a field of the configuration; multiply it by the prompt's length",
+    ),
+    "probs": Hints(
+        "logits to probabilities",
+        "each row of logits must become a distribution: non-negative, summing to 1",
+        "softmax: exponentiate, then divide by the sum of the row; adding the same constant to every "
+        "logit of a row does not change the result, and that is how to keep exp() finite",
+        "shift each row by its largest logit (keepdim=True so that it broadcasts), exponentiate, "
+        "and normalise over the last dimension (the vocabulary)",
+    ),
+    "step": Hints(
+        "one step of the loop",
+        "the model returns logits for every position: which position predicts the token that "
+        "comes next?",
+        "take the logits of the last position, choose the most likely id, and put it after the "
+        "prompt: the result is one token longer",
+        "argmax over the vocabulary (the last dimension) of the last position; keep a (1, 1) shape "
+        "and concatenate along the token dimension (dim=1)",
+    ),
+}
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def check_output_shape(answer: object, n_tokens: int = 10) -> bool:
     """How many numbers GPT-3 175B's decoder outputs for ``n_tokens`` tokens (batch 1)."""
-    name = "decoder output size"
-    hint = "one contextual vector of d_model numbers per token: N x d_model"
-    if unanswered(answer, name, hint):
+    name, hints = "decoder output size", HINTS["output"]
+    if unanswered(answer, name, hints):
         return False
+    if not _is_int(answer):
+        return failed(name, f"a count is an int, got {type(answer).__name__}", hints)
     cfg = get_config("gpt3-175b")
-    expected = n_tokens * cfg.n_embd
-    if answer == n_tokens * cfg.vocab_size:
-        return report(False, name, hint, "that is the size of the logits, not of the vectors")
-    return report(answer == expected, name, hint, f"got {answer!r}")
+    N, d, V = n_tokens, cfg.n_embd, cfg.vocab_size
+    if answer == N * d:
+        return passed(name)
+    wrong = {
+        N * V: "that is the size of the logits (one score per vocabulary entry per token): the "
+        "decoder's output comes before the projection to the vocabulary",
+        V: "that is the logits of one position, and the logits come after the decoder",
+        d: "that is one contextual vector: the decoder outputs one per token",
+        N * d * cfg.n_layer: "that counts every block's output: the decoder hands on only the "
+        "last block's vectors",
+        N * d * (cfg.n_layer + 1): "that counts every hidden state: the decoder hands on only the "
+        "last one",
+        N * 4 * d: "4 x d_model is the MLP's hidden width inside a block, not the block's output",
+        N * 3 * d: "3 x d_model is q, k and v together, computed inside attention",
+        N * cfg.d_head: "d_head is one head's width: every token's output has all d_model numbers",
+    }
+    return failed(name, wrong.get(answer, f"{answer:,} is not the number of output numbers"), hints)
+
+
+def _safe_call(fn, *args):
+    try:
+        return fn(*args), ""
+    except Exception as err:  # the reader's code may raise anything: report, don't crash
+        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def check_probabilities(fn: object) -> bool:
     """``fn(logits (B, V)) -> probabilities (B, V)``: each row non-negative and summing to 1."""
-    name = "logits to probabilities"
-    hint = "exponentiate (after subtracting the row's max) and divide by the row's sum, over dim=-1"
-    if unanswered(fn, name, hint):
+    name, hints = "logits to probabilities", HINTS["probs"]
+    if unanswered(fn, name, hints):
         return False
     if not callable(fn):
-        return report(False, name, hint, "give a function")
-    logits = torch.tensor([[2.0, 1.0, 0.5, -3.0], [800.0, 799.0, 0.0, 1.0]])
-    try:
-        p = fn(logits.clone())
-    except Exception as err:  # the reader's code: report, don't crash
-        return report(False, name, hint, f"it raised {type(err).__name__}: {err}")
-    if not isinstance(p, torch.Tensor) or p.shape != logits.shape:
-        return report(False, name, hint, "return a tensor of the same shape as the logits")
+        return failed(name, "give a function fn(logits) -> probabilities", hints)
+    # small logits first (B != V, so a wrong dimension shows), then large ones (overflow)
+    small = torch.tensor([[2.0, 1.0, 0.5, -3.0], [0.3, -1.0, 2.0, 0.1], [1.0, 1.0, 1.0, 1.0]])
+    p, err = _safe_call(fn, small.clone())
+    if err:
+        return failed(name, err, hints)
+    if not isinstance(p, torch.Tensor) or p.shape != small.shape:
+        return failed(name, "return a tensor of the same shape as the logits", hints)
+    p = p.detach().float()
+    e = small.exp()
+    variants = [
+        (
+            torch.softmax(small, 0),
+            "softmax over the wrong dimension (dim=0, the batch): each column sums to 1, but each "
+            "row (one position) must sum to 1 over the vocabulary, the last dimension",
+        ),
+        (e, "exp() alone is not a distribution: the rows do not sum to 1"),
+        (
+            small / small.sum(-1, keepdim=True),
+            "dividing logits by their sum without exp(): logits can be negative, so these "
+            "'probabilities' can be negative or above 1",
+        ),
+        (e / e.sum(), "normalised over the whole tensor: each row must sum to 1 on its own"),
+        (
+            torch.log_softmax(small, -1),
+            "those are log-probabilities (log_softmax), not probabilities",
+        ),
+        (
+            torch.sigmoid(small),
+            "sigmoid squashes each logit on its own: the rows do not sum to 1",
+        ),
+    ]
+    if not torch.allclose(p, torch.softmax(small, -1), atol=1e-6):
+        for wrong, why in variants:
+            if torch.allclose(p, wrong, atol=1e-6):
+                return failed(name, why, hints)
+        return failed(name, "values differ from the softmax of each row", hints)
+    big = torch.tensor(
+        [[800.0, 799.0, 0.0, 1.0], [2.0, 1.0, 0.5, -3.0], [-800.0, -801.0, 0.0, 0.0]]
+    )
+    p, err = _safe_call(fn, big.clone())
+    if err:
+        return failed(name, err, hints)
+    if not isinstance(p, torch.Tensor) or p.shape != big.shape:
+        return failed(name, "return a tensor of the same shape as the logits", hints)
     if not torch.isfinite(p).all():
-        return report(False, name, hint, "some values are inf/nan: large logits overflow exp()")
-    ok = torch.allclose(p, torch.softmax(logits, dim=-1), atol=1e-6)
-    detail = "rows must sum to 1 (softmax over the vocabulary, the last dimension)"
-    return report(ok, name, hint, "" if ok else detail)
+        return failed(
+            name,
+            "overflow: exp(800) is inf in float32 and inf / inf is nan; the max shift is missing",
+            hints,
+        )
+    if not torch.allclose(p.detach().float(), torch.softmax(big, -1), atol=1e-6):
+        return failed(name, "right on small logits, wrong on large ones", hints)
+    return passed(name)
+
+
+def _tiny_model() -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
+
+
+def _discriminating_prompt(model: GPT) -> tuple[torch.Tensor, int, int, int]:
+    """A prompt ``(1, 8)`` on which the greedy next token, the argmax of the first position and
+    the argmax with the last token alone all differ (so each mistake shows), and those three ids."""
+    g = torch.Generator().manual_seed(0)
+    V = model.config.vocab_size
+    with torch.no_grad():
+        for _ in range(50):
+            ids = torch.randint(0, min(V, 1000), (1, 8), generator=g)
+            logits = model(ids)[0]
+            new, first = int(logits[-1].argmax()), int(logits[0].argmax())
+            no_context = int(model(ids[:, -1:])[0, -1].argmax())
+            if len({new, first, no_context}) == 3:
+                break
+    return ids, new, first, no_context
 
 
 def check_one_step(fn: object, model: GPT | None = None) -> bool:
     """``fn(model, ids (1, N)) -> ids (1, N + 1)``: one greedy step of the loop."""
-    name = "one step of the loop"
-    hint = "logits of the LAST position, argmax, then torch.cat the new id onto ids (dim=1)"
-    if unanswered(fn, name, hint):
+    name, hints = "one step of the loop", HINTS["step"]
+    if unanswered(fn, name, hints):
         return False
     if not callable(fn):
-        return report(False, name, hint, "give a function")
-    if model is None:
-        from ..model import GPTConfig
-
-        torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
+        return failed(name, "give a function fn(model, ids) -> ids", hints)
+    model = _tiny_model() if model is None else model
     model.eval()
-    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    ids, new, first, no_context = _discriminating_prompt(model)
+    expected = torch.cat([ids, torch.tensor([[new]])], dim=1)
     with torch.no_grad():
-        expected = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
-        try:
-            got = fn(model, ids.clone())
-        except Exception as err:
-            return report(False, name, hint, f"it raised {type(err).__name__}: {err}")
-    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        return report(False, name, hint, f"expected shape {tuple(expected.shape)}, got {shape}")
-    ok = torch.equal(got, expected)
-    return report(ok, name, hint, "" if ok else "the appended token is not the greedy choice")
+        got, err = _safe_call(fn, model, ids.clone())
+    if err:
+        return failed(name, err, hints)
+    if not isinstance(got, torch.Tensor):
+        return failed(name, f"return a tensor of ids, got {type(got).__name__}", hints)
+    got = got.detach()
+    if got.numel() == 1 and int(got.flatten()[0]) == new:
+        return failed(
+            name,
+            "forgot to append: that is only the new token, the loop needs the prompt followed by it",
+            hints,
+        )
+    if got.shape == ids.shape and torch.equal(got.long(), ids):
+        return failed(name, "forgot to append: the ids come back unchanged", hints)
+    if got.shape != expected.shape:
+        return failed(
+            name, f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}", hints
+        )
+    got = got.long()
+    if torch.equal(got, expected):
+        return passed(name)
+    if int(got[0, 0]) == new and torch.equal(got[:, 1:], ids):
+        return failed(name, "the new token was put first: it goes at the end", hints)
+    if not torch.equal(got[:, :-1], ids):
+        return failed(name, "the prompt itself was changed: only append", hints)
+    last = int(got[0, -1])
+    if last == first and last != new:
+        return failed(
+            name,
+            "predicted from the first position: the next token comes from the last position's logits",
+            hints,
+        )
+    if last == no_context and last != new:
+        return failed(
+            name,
+            "fed only the last token: without a KV cache the model must see the whole sequence, "
+            "or it predicts with no context",
+            hints,
+        )
+    return failed(name, "the appended token is not the most likely one (greedy)", hints)
+
+
+def check_earlier_logits_prediction(answer: object, model: GPT, ids: torch.Tensor) -> bool:
+    """Predict, then run: append one greedy token to ``ids`` ``(1, N)``; by how much do the logits
+    of the ``N`` earlier positions change (the largest absolute difference)?"""
+    with torch.no_grad():
+        before = model(ids)
+        longer = torch.cat([ids, before[:, -1].argmax(-1, keepdim=True)], dim=1)
+        after = model(longer)[:, : ids.size(1)]
+    actual = round(float((after - before).abs().max()), 4)  # rounding noise (~1e-6) is not a change
+    return check_prediction(
+        answer,
+        actual,
+        "largest change of the earlier logits",
+        abs_tol=1e-3,
+        explain="a causal decoder lets position i read positions 0..i only, so a token appended at "
+        "the end cannot change anything computed for the earlier positions (the last digits may "
+        "move by rounding, around 1e-6): this is why a KV cache is exact",
+    )

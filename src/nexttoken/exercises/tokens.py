@@ -1,4 +1,8 @@
-"""Exercises of notebook 01 (text to tokens)."""
+"""Exercises of notebook 01 (text to tokens).
+
+Each checker recognises the common wrong answers of its exercise and names the misconception; its
+hints are staged (:class:`nexttoken.exercises.Hints`) and never print the answer.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,52 @@ from collections import Counter
 from typing import Any
 
 from ..bpe import pretokenize
-from ..tokenizer import get_encoding
-from . import report, unanswered
+from ..tokenizer import get_encoding, mergeable_ranks
+from . import Hints, check_prediction, failed, passed, unanswered
 
-__all__ = ["check_token_count", "check_vocab_size", "check_first_merge", "check_pieces"]
+__all__ = [
+    "HINTS",
+    "check_token_count",
+    "check_vocab_size",
+    "check_first_merge",
+    "check_pieces",
+    "check_doubled_sentence_prediction",
+    "most_frequent_pair",
+]
 
 FRENCH = "Le chat mange une souris"
+ENCODINGS = ("gpt2", "cl100k_base", "o200k_base", "book")
+
+HINTS = {
+    "count": Hints(
+        "token count",
+        "a token is neither a word nor a character: ask the encoding itself",
+        "encode the text with the encoding named in the exercise and count what comes back",
+        "get_encoding(name) gives an Encoding; its encode method returns the list of ids",
+    ),
+    "vocab": Hints(
+        "vocabulary size",
+        "do not quote a round number from memory: the encoding knows its own size",
+        "the size counts the ordinary tokens and the special tokens; look at the attributes of "
+        "the Encoding object (dir(enc))",
+        "the attribute whose name starts with n_ is the size used for the model's output layer",
+    ),
+    "merge": Hints(
+        "first BPE merge",
+        "BPE first cuts the text into pre-tokens (words with their leading space, punctuation); "
+        "pairs are counted inside each pre-token only",
+        "for each pre-token, list its adjacent byte pairs; add up the counts over all pre-tokens",
+        "the most frequent pair wins; on a tie, the pair with the smallest byte values (the rule "
+        "of nexttoken.bpe.train); order matters: (left, right)",
+    ),
+    "pieces": Hints(
+        "gpt2 token strings",
+        "each token is a piece of the original text; put the pieces end to end and you get the "
+        "text back, spaces included",
+        "decode the ids one at a time, not all at once",
+        "in GPT-2's pre-tokens a space belongs to the word after it, never to the word before",
+    ),
+}
 
 
 def _is_int(x: Any) -> bool:
@@ -20,80 +64,192 @@ def _is_int(x: Any) -> bool:
 
 def check_token_count(answer: int | None, encoding: str = "gpt2", text: str = FRENCH) -> bool:
     """How many tokens ``encoding`` makes of ``text`` (not words, not characters)."""
-    name = f"tokens of {text!r} in {encoding}"
-    hint = f"len(get_encoding({encoding!r}).encode(text))"
-    if unanswered(answer, name, hint):
+    name, hints = f"tokens of {text!r} in {encoding}", HINTS["count"]
+    if unanswered(answer, name, hints):
         return False
     if not _is_int(answer):
-        return report(False, name, hint, f"answer must be an int, got {type(answer).__name__}")
+        return failed(name, f"a count is an int, got {type(answer).__name__}", hints)
     expected = len(get_encoding(encoding).encode(text))
+    if answer == expected:
+        return passed(name)
     if answer == len(text.split()):
-        return report(False, name, hint, f"{answer} is the number of words; tokens are not words")
+        return failed(name, f"{answer} is the number of words: tokens are not words", hints)
     if answer == len(text):
-        return report(False, name, hint, f"{answer} is the number of characters")
-    return report(answer == expected, name, hint, f"{answer} is not the number of tokens")
+        return failed(name, f"{answer} is the number of characters", hints)
+    if answer == len(text.encode("utf-8")):
+        return failed(name, f"{answer} is the number of bytes: BPE merges bytes into tokens", hints)
+    for other in ENCODINGS:
+        if other != encoding and answer == len(get_encoding(other).encode(text)):
+            return failed(
+                name,
+                f"{answer} is the count in {other}: every encoding cuts differently, use {encoding}",
+                hints,
+            )
+    return failed(name, f"{answer} is not the number of tokens", hints)
 
 
 def check_vocab_size(answer: int | None, encoding: str = "o200k_base") -> bool:
     """The exact vocabulary size (``n_vocab``, special tokens included) of ``encoding``."""
-    name = f"vocabulary size of {encoding}"
-    hint = f"get_encoding({encoding!r}).n_vocab: compute it, do not round it"
-    if unanswered(answer, name, hint):
+    name, hints = f"vocabulary size of {encoding}", HINTS["vocab"]
+    if unanswered(answer, name, hints):
         return False
     if not _is_int(answer):
-        return report(False, name, hint, f"answer must be an int, got {type(answer).__name__}")
-    expected = get_encoding(encoding).n_vocab
-    if answer != expected and answer % 1000 == 0:
-        return report(False, name, hint, f"{answer:,} is a round number, the real size is not")
-    return report(answer == expected, name, hint, f"{answer:,} is not n_vocab")
+        return failed(name, f"a size is an int, got {type(answer).__name__}", hints)
+    enc = get_encoding(encoding)
+    expected = enc.n_vocab
+    if answer == expected:
+        return passed(name)
+    n_ranks, n_special = len(mergeable_ranks(encoding)), len(enc.special_tokens_set)
+    if answer == n_ranks:
+        return failed(name, "that leaves out the special tokens", hints)
+    if answer == n_ranks - 256:
+        return failed(
+            name, "that is the number of merges only: add the 256 bytes and the specials", hints
+        )
+    if answer == expected - 1:
+        return failed(
+            name, "that is the largest id: ids start at 0, so the size is one more", hints
+        )
+    if answer == n_ranks + n_special:
+        return failed(
+            name,
+            "that counts the defined tokens, but the ids of the special tokens leave gaps: the "
+            "output layer needs one row per id up to the largest",
+            hints,
+        )
+    for other in ENCODINGS:
+        if other != encoding and answer == get_encoding(other).n_vocab:
+            return failed(name, f"that is the size of {other}, not of {encoding}", hints)
+    if answer % 1000 == 0:
+        return failed(name, f"{answer:,} is a round number, the real size is not", hints)
+    return failed(name, f"{answer:,} is not the size of {encoding}", hints)
+
+
+def _best_pair(counts: Counter) -> tuple[int, int]:
+    return max(counts.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))[0]
+
+
+def _pair_counts(text: str, *, across: bool = False) -> Counter:
+    counts: Counter[tuple[int, int]] = Counter()
+    for piece in [text] if across else pretokenize(text):
+        b = piece.encode("utf-8")
+        counts.update(zip(b, b[1:], strict=False))
+    return counts
 
 
 def most_frequent_pair(text: str) -> tuple[bytes, bytes]:
     """The pair of adjacent bytes (inside pre-tokens) that occurs most often in ``text``; ties go to
     the smallest pair of byte values (the rule of :func:`nexttoken.bpe.train`)."""
-    counts: Counter[tuple[int, int]] = Counter()
-    for piece in pretokenize(text):
-        b = piece.encode("utf-8")
-        counts.update(zip(b, b[1:], strict=False))
+    counts = _pair_counts(text)
     if not counts:
         raise ValueError("text has no pair of adjacent bytes")
-    best = max(counts.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))[0]
+    best = _best_pair(counts)
     return bytes([best[0]]), bytes([best[1]])
+
+
+def _as_pair(answer: Any) -> tuple[int, int] | None:
+    """``(b"a", b"t")``, ``("a", "t")``, ``b"at"`` or ``"at"`` -> ``(97, 116)``; else None."""
+    if isinstance(answer, tuple) and len(answer) == 2:
+        parts = [x.encode("utf-8") if isinstance(x, str) else x for x in answer]
+        if all(isinstance(p, bytes) and len(p) == 1 for p in parts):
+            return parts[0][0], parts[1][0]
+        return None
+    if isinstance(answer, str):
+        answer = answer.encode("utf-8")
+    if isinstance(answer, bytes) and len(answer) == 2:
+        return answer[0], answer[1]
+    return None
 
 
 def check_first_merge(answer: Any, text: str) -> bool:
     """The first merge BPE learns on ``text``: the most frequent adjacent pair, as two bytes objects
     ``(b"a", b"t")`` (or their concatenation ``b"at"``)."""
-    name = "first BPE merge"
-    hint = "count adjacent byte pairs inside each pre-token (pretokenize), take the most frequent"
-    if unanswered(answer, name, hint):
+    name, hints = "first BPE merge", HINTS["merge"]
+    if unanswered(answer, name, hints):
         return False
-    left, right = most_frequent_pair(text)
-    if isinstance(answer, str):
-        answer = answer.encode("utf-8")
-    if isinstance(answer, tuple) and len(answer) == 2:
-        a = tuple(x.encode("utf-8") if isinstance(x, str) else x for x in answer)
-        ok = a == (left, right)
-    elif isinstance(answer, bytes):
-        ok = answer == left + right
-    else:
-        return report(False, name, hint, "answer must be a pair (b'a', b'b') or bytes b'ab'")
-    detail = "" if ok else "that is not the most frequent pair (pairs across a space do not count)"
-    return report(ok, name, hint, detail)
+    pair = _as_pair(answer)
+    if pair is None:
+        return failed(name, "give a pair of single bytes, like (b'a', b'b'), or b'ab'", hints)
+    counts = _pair_counts(text)
+    best = _best_pair(counts)
+    if pair == best:
+        return passed(name)
+    across = _pair_counts(text, across=True)
+    if counts[pair] == 0 and across[pair] > 0:
+        return failed(
+            name,
+            "that pair straddles two pre-tokens (e.g. a letter and the space of the next word): "
+            "BPE never counts pairs across a pre-token boundary",
+            hints,
+        )
+    if pair == best[::-1]:
+        return failed(name, "right bytes, wrong order: the pair is (left byte, right byte)", hints)
+    if counts[pair] == counts[best]:
+        return failed(
+            name,
+            "that pair is tied for most frequent: a tie goes to the pair with the smallest byte values",
+            hints,
+        )
+    if counts[pair] > 0:
+        return failed(
+            name,
+            f"that pair occurs {counts[pair]} times inside pre-tokens; another one occurs more",
+            hints,
+        )
+    return failed(name, "that pair does not occur in the text", hints)
 
 
 def check_pieces(answer: Any, text: str = " The cat eats a mouse") -> bool:
     """The token strings of ``text`` under gpt2, as a list of str (leading spaces included)."""
-    name = "gpt2 token strings"
-    hint = "[enc.decode([i]) for i in enc.encode(text)]: spaces belong to the *next* word"
-    if unanswered(answer, name, hint):
+    name, hints = "gpt2 token strings", HINTS["pieces"]
+    if unanswered(answer, name, hints):
         return False
     enc = get_encoding("gpt2")
-    expected = [enc.decode([i]) for i in enc.encode(text)]
+    ids = enc.encode(text)
+    expected = [enc.decode([i]) for i in ids]
+    if isinstance(answer, list) and answer == ids:
+        return failed(name, "those are the ids: decode each one to its string", hints)
+    if isinstance(answer, list) and answer == [enc.decode_single_token_bytes(i) for i in ids]:
+        return failed(name, "those are bytes: decode them to str", hints)
     if not isinstance(answer, list) or not all(isinstance(p, str) for p in answer):
-        return report(False, name, hint, "answer must be a list of str")
-    if [p.strip() for p in answer] == [p.strip() for p in expected] and answer != expected:
-        return report(
-            False, name, hint, "the words are right but the spaces are not where gpt2 puts them"
+        return failed(name, "answer must be a list of str, one per token", hints)
+    if answer == expected:
+        return passed(name)
+    if answer == [text]:
+        return failed(name, "that is the whole text decoded at once: one string per token", hints)
+    stripped = [p.strip() for p in expected]
+    if [p.strip() for p in answer] == stripped:
+        if answer == stripped:
+            return failed(name, "the spaces are missing: in gpt2 a space is part of a token", hints)
+        if answer == [p.lstrip() + " " for p in expected]:
+            return failed(
+                name,
+                "the spaces are after the words: gpt2 attaches a space to the next word",
+                hints,
+            )
+        if answer[1:] == expected[1:]:
+            return failed(
+                name, "the first token too carries a space: the text starts with one", hints
+            )
+        return failed(
+            name, "the words are right but the spaces are not where gpt2 puts them", hints
         )
-    return report(answer == expected, name, hint, f"{answer} differs from {expected}")
+    if answer == text.split():
+        return failed(name, "that is a split on spaces: words are not tokens", hints)
+    return failed(name, f"{len(answer)} pieces, gpt2 makes {len(expected)} different ones", hints)
+
+
+def check_doubled_sentence_prediction(answer: object, text: str = FRENCH) -> bool:
+    """Predict, then run: how many gpt2 tokens does ``text + " " + text`` make?"""
+    enc = get_encoding("gpt2")
+    actual = len(enc.encode(text + " " + text))
+    second = enc.encode(" " + text)
+    return check_prediction(
+        answer,
+        actual,
+        "tokens of the sentence written twice",
+        explain=f"GPT-2 cuts the text into pre-tokens (a word with its leading space) and encodes "
+        f"each one on its own, so the second copy gives the same pieces, except that its first "
+        f"word now carries a space: {enc.decode(second[:1])!r} is another single token (id "
+        f"{second[0]}), not the id of {enc.decode(enc.encode(text)[:1])!r}",
+    )
