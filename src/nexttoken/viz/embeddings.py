@@ -60,11 +60,15 @@ def vector_image(
     cols: int,
     *,
     title: str = "",
-    row_label: str = "head",
-    col_label: str = "dimension within the head",
+    row_label: str = "row",
+    col_label: str = "column",
 ) -> Figure:
-    """One vector of ``rows * cols`` numbers drawn as a ``rows x cols`` image (row ``h`` holds
-    numbers ``h*cols .. h*cols + cols - 1``, i.e. head ``h``'s slice), on a symmetric colour scale."""
+    """One vector of ``rows * cols`` numbers drawn as a ``rows x cols`` image (row ``r`` holds
+    numbers ``r*cols .. r*cols + cols - 1``), on a symmetric colour scale.
+
+    A way to *draw* many numbers, nothing more: the rows are not what attention heads read (every
+    head reads the whole LayerNorm-ed vector through its own projections; only q, k and v are cut
+    into heads)."""
     v = np.asarray(vec.detach().float() if isinstance(vec, torch.Tensor) else vec, dtype=float)
     if v.ndim != 1 or v.size != rows * cols:
         raise ValueError(f"vec must be 1-D with rows*cols = {rows * cols} numbers, got {v.shape}")
@@ -90,15 +94,16 @@ def token_vector_figure(
     *,
     title: str = "",
 ) -> Figure:
-    """Left: ``vec`` as a ``rows x cols`` image; right: its nearest neighbours ``(label, cosine)``."""
+    """Left: ``vec`` as a ``rows x cols`` image (a way to draw it, see :func:`vector_image`); right:
+    its nearest neighbours ``(label, cosine)``."""
     v = vec.detach().float().numpy()
     if v.size != rows * cols:
         raise ValueError(f"vec must hold rows*cols = {rows * cols} numbers, got {v.size}")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), width_ratios=(1.3, 1))
     lim = float(np.abs(v).max()) or 1.0
     im = ax1.imshow(v.reshape(rows, cols), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    ax1.set_xlabel(f"dimension within the head ({cols})")
-    ax1.set_ylabel(f"head ({rows})")
+    ax1.set_xlabel(f"column ({cols})")
+    ax1.set_ylabel(f"row ({rows}): a drawing, not heads")
     fig.colorbar(im, ax=ax1, shrink=0.8)
     labels = [lab for lab, _ in neighbours][::-1]
     sims = [s for _, s in neighbours][::-1]
