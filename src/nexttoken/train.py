@@ -9,6 +9,11 @@ The loop (:func:`train_model`) is the standard one: AdamW, a linear warm-up then
 the learning rate, gradient clipping, and a held-out evaluation every ``eval_every`` steps. Batches
 are drawn from a generator seeded by ``(seed, step)``, so a run is reproducible and a resumed run
 sees exactly the batches the uninterrupted one would have.
+
+A run never writes garbage: a loss or a gradient norm that is not finite (a learning rate far too
+high, say) stops it with a ``FloatingPointError`` *before* the optimizer step, and nothing is
+saved after it, so ``out_dir`` keeps the last good checkpoint. Hyper-parameters are checked when a
+:class:`TrainConfig` is built, and :func:`estimate_train_memory` says how much memory a run needs.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_model, save_model
-from .model import GPT
+from .model import GPT, GPTConfig
 
 __all__ = [
     "TrainConfig",
@@ -38,9 +43,15 @@ __all__ = [
     "encode_documents",
     "train_model",
     "token_losses",
+    "estimate_train_memory",
+    "available_memory",
+    "read_log",
     "LOG_JSON",
     "LOG_CSV",
 ]
+
+#: The largest seed: batches use the seed ``seed * 1_000_003 + step``, which must fit torch's 64 bits.
+MAX_SEED = 2**40
 
 LOG_JSON = "training_log.json"
 LOG_CSV = "training_log.csv"
@@ -70,10 +81,73 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {v!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"TrainConfig.warmup must be an int >= 0, got {self.warmup!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"TrainConfig.seed must be an int, got {self.seed!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(
+                f"TrainConfig.seed must be in [0, {MAX_SEED}] (2**40), got {self.seed}"
+            )
+        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"TrainConfig.{name} must be a number, got {v!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"TrainConfig.{name} must be finite, got {v}")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
             raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got {self.lr}, {self.min_lr}")
         if self.grad_clip <= 0:
             raise ValueError(f"TrainConfig.grad_clip must be > 0, got {self.grad_clip}")
+        if self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+def estimate_train_memory(config: GPTConfig, batch_size: int) -> int:
+    """About how many bytes one training step of ``config`` at ``batch_size`` needs (an upper
+    estimate, measured within 30% on the book model).
+
+    Weights, gradients and AdamW's two moments: 16 bytes per parameter (fp32). Activations kept for
+    the backward pass, per token: about ``16 d`` numbers in each block (LayerNorms, q/k/v, the
+    MLP's ``4d`` before and after GELU...), ``2 H N`` for the attention scores and weights, and
+    ``3 V`` for the logits and their softmax: ``4 B N (L (16 d + 2 H N) + 3 V)`` bytes.
+    """
+    if not isinstance(config, GPTConfig):
+        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    c = config
+    params = c.vocab_size * c.n_embd + c.block_size * c.n_embd + c.n_embd * 2
+    params += c.n_layer * (12 * c.n_embd * c.n_embd + 13 * c.n_embd)
+    per_token = c.n_layer * (16 * c.n_embd + 2 * c.n_head * c.block_size) + 3 * c.vocab_size
+    return 16 * params + 4 * batch_size * c.block_size * per_token
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use (Linux ``MemAvailable``, bounded by a cgroup
+    limit if one is set), the machine's physical memory elsewhere, or None if unknown."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit.isdigit() and used.isdigit():
+            found.append(int(limit) - int(used))
+    except OSError:
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            return None
+    return max(0, min(found))
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -216,15 +290,29 @@ def train_model(
     Every ``cfg.eval_every`` steps (and at the last step) the held-out loss is measured, recorded
     and passed to ``on_eval(row, model)``; with ``out_dir``, the model (safetensors), the optimizer
     state (``optimizer.pt``, for resuming) and the log (``training_log.json`` / ``.csv``) are
-    written there. ``resume=True`` continues from what ``out_dir`` holds. Returns the log:
+    written there. ``resume=True`` continues from what ``out_dir`` holds; resuming a run that has
+    already done more than ``cfg.steps`` steps is a ``ValueError``, and one that has done exactly
+    ``cfg.steps`` returns its log unchanged. Returns the log:
     ``{"config", "train_config", "losses" (one per step), "evals" (rows), ...}``.
+
+    Everything is checked before the first step (``TypeError`` / ``ValueError``; an ``out_dir``
+    that is a file or cannot be created is an ``OSError`` naming it). A loss or gradient norm that
+    is not finite raises ``FloatingPointError`` before the weights change; nothing is written
+    after it, so ``out_dir`` keeps the last good checkpoint.
     """
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     block = model.config.block_size
+    for name, ids, least in (("train_ids", train_ids, block + 1), ("held_ids", held_ids, 2)):
+        _check_ids(name, ids, least, model.config.vocab_size)
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(f"out_dir {out} exists and is not a folder")
+        if not resume:
+            out.mkdir(parents=True, exist_ok=True)  # fails now, not after the first step
     opt = _optimizer(model, cfg)
     log = {
         "config": dataclasses.asdict(model.config),
@@ -240,11 +328,21 @@ def train_model(
     if resume:
         if out is None or not (out / LOG_JSON).exists():
             raise FileNotFoundError("resume=True needs an out_dir holding a previous run")
+        log = read_log(out)
+        start = len(log["losses"])
+        if start > cfg.steps:
+            raise ValueError(
+                f"the run in {out} has already done {start} steps, more than steps={cfg.steps}: "
+                f"nothing to resume; ask for more steps than {start}"
+            )
+        if start == cfg.steps:
+            return log
+        for f in (checkpoint_name, OPTIMIZER_FILE):
+            if not (out / f).is_file():
+                raise FileNotFoundError(f"cannot resume: {out / f} is missing")
         saved = load_model(out / checkpoint_name)
         model.load_state_dict(saved.state_dict())
         opt.load_state_dict(torch.load(out / OPTIMIZER_FILE, weights_only=True))
-        log = json.loads((out / LOG_JSON).read_text())
-        start = len(log["losses"])
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -259,9 +357,13 @@ def train_model(
         for group in opt.param_groups:
             group["lr"] = lr
         loss = cross_entropy(model(x), y)
+        if not math.isfinite(loss.item()):
+            _diverged(f"the training loss is {loss.item()}", step, out, log)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not math.isfinite(float(norm)):
+            _diverged(f"the gradient norm is {float(norm)}", step, out, log)
         opt.step()
         log["losses"].append(round(loss.item(), 4))
         if bar is not None:
@@ -279,6 +381,8 @@ def train_model(
             }
             log["evals"].append(row)
             log["elapsed_s"] = row["elapsed_s"]
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                _diverged("a weight is not finite", step, out, log)
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 save_model(model, out / checkpoint_name)
@@ -293,6 +397,44 @@ def train_model(
         bar.close()
     model.eval()
     return log
+
+
+def _check_ids(name: str, ids: object, least: int, vocab_size: int) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.long:
+        raise TypeError(f"{name} must be a 1-D torch.long tensor of token ids")
+    if ids.numel() < least:
+        raise ValueError(f"{name} must hold at least {least} tokens, got {ids.numel()}")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(
+            f"{name} holds token id {lo if lo < 0 else hi}, outside the model's vocabulary "
+            f"[0, {vocab_size - 1}]"
+        )
+
+
+def read_log(out_dir: str | os.PathLike) -> dict:
+    """The training log a run saved in ``out_dir`` (``training_log.json``)."""
+    path = Path(out_dir) / LOG_JSON
+    try:
+        log = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); cannot resume from it") from None
+    if not isinstance(log, dict) or not isinstance(log.get("losses"), list):
+        raise ValueError(f"{path} is not a training log (no 'losses' list); cannot resume")
+    return log
+
+
+def _diverged(what: str, step: int, out: Path | None, log: dict) -> None:
+    if out is not None and log["evals"]:
+        kept = f"the last good checkpoint (step {log['evals'][-1]['step']}) is kept in {out}"
+    elif out is not None:
+        kept = f"no checkpoint was written yet in {out}"
+    else:
+        kept = "nothing was saved"
+    raise FloatingPointError(
+        f"step {step + 1}: {what}: training diverged (try a lower learning rate); "
+        f"stopped without saving anything more; {kept}"
+    )
 
 
 @torch.inference_mode()
