@@ -138,6 +138,31 @@ class KVCache:
         self.max_len = max_len
         self.length = 0
 
+    # The cache interface that attention calls (a paged cache implements the same three methods):
+    # ``check(B, N)`` before a pass, ``update(layer, k, v)`` in every layer, ``advance(N)`` after.
+    def check(self, batch_size: int, n_new: int) -> None:
+        """Raise ValueError unless ``n_new`` more tokens for ``batch_size`` rows fit this cache."""
+        if self.k[0].size(0) != batch_size:
+            raise ValueError(
+                f"cache was made for batch size {self.k[0].size(0)}, ids have {batch_size}"
+            )
+        if self.length + n_new > self.max_len:
+            raise ValueError(f"the cache holds at most {self.max_len} tokens")
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this step's keys/values ``(B, H, N, d_head)`` at ``length`` (in place); return the
+        keys and values to attend over, ``(B, H, length + N, d_head)``."""
+        start, N = self.length, k.size(2)
+        self.k[layer].narrow(2, start, N).copy_(k)
+        self.v[layer].narrow(2, start, N).copy_(v)
+        return self.k[layer].narrow(2, 0, start + N), self.v[layer].narrow(2, 0, start + N)
+
+    def advance(self, n_new: int) -> None:
+        """Count ``n_new`` tokens as held (called once per forward pass, after every layer)."""
+        self.length += n_new
+
     def nbytes(self) -> int:
         """Memory the cache holds, in bytes (all layers, keys and values, full ``max_len``)."""
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
@@ -170,21 +195,23 @@ class CausalSelfAttention(nn.Module):
         cache: KVCache | None = None,
         layer: int = 0,
         need_weights: bool = False,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``mask``: None (causal), or a boolean ``(B, 1, N, T)`` (True = may attend) that replaces
+        the causal mask, for batches of sequences with their own lengths (padding, paging)."""
         N = x.size(1)
         q, k, v = self.c_attn(x).split(x.size(-1), dim=2)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         if cache is not None:  # write this step's keys/values in place, then attend over all
-            start = cache.length
-            cache.k[layer].narrow(2, start, N).copy_(k)
-            cache.v[layer].narrow(2, start, N).copy_(v)
-            k = cache.k[layer].narrow(2, 0, start + N)
-            v = cache.v[layer].narrow(2, 0, start + N)
+            k, v = cache.update(layer, k, v)
         T = k.size(2)
         weights = None
         drop = self.dropout if self.training else 0.0
         if need_weights:
-            y, weights = attention(q, k, v, causal_mask(N, T, device=x.device))
+            m = causal_mask(N, T, device=x.device) if mask is None else mask
+            y, weights = attention(q, k, v, m)
+        elif mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         elif N == 1:  # one new token sees every cached one: no mask needed
             y = F.scaled_dot_product_attention(q, k, v)
         elif N == T:
@@ -231,8 +258,9 @@ class Block(nn.Module):
         cache: KVCache | None = None,
         layer: int = 0,
         need_weights: bool = False,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        a, weights = self.attn(self.ln_1(x), cache, layer, need_weights)
+        a, weights = self.attn(self.ln_1(x), cache, layer, need_weights, mask)
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, weights
@@ -325,36 +353,51 @@ class GPT(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         last_only: bool = False,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> GPTOutput:
         """The forward pass, with everything the book looks at.
 
         ``idx`` ``(B, N)``: token ids. With a ``cache`` holding ``P`` earlier tokens, ``idx`` holds
         the *new* tokens (positions ``P .. P+N-1``) and the cache is extended by ``N``.
         ``last_only`` projects only the last position to the vocabulary (what generation needs).
+
+        For a batch whose rows have their own lengths (left padding in
+        :mod:`nexttoken.batching`, a paged cache in :mod:`nexttoken.serve`): ``positions`` ``(B, N)``
+        gives each token's position (default ``P .. P+N-1`` for every row), and ``attn_mask`` a
+        boolean ``(B, 1, N, T)`` (True = may attend; ``T`` = keys attended over) that replaces the
+        causal mask. A cache is anything with ``length``, ``check(B, N)``, ``update(layer, k, v)``
+        and ``advance(N)`` (:class:`KVCache`, :class:`nexttoken.paged.PagedBatch`).
         """
         past = 0 if cache is None else cache.length
         self.check_ids(idx, past)
-        if cache is not None and cache.k[0].size(0) != idx.size(0):
-            raise ValueError(
-                f"cache was made for batch size {cache.k[0].size(0)}, ids have {idx.size(0)}"
-            )
-        if cache is not None and past + idx.size(1) > cache.max_len:
-            raise ValueError(f"the cache holds at most {cache.max_len} tokens")
+        if cache is not None:
+            cache.check(idx.size(0), idx.size(1))
         idx = idx.long()
         N = idx.size(1)
         tok = self.transformer.wte(idx)  # (B, N, d)
-        pos = self.transformer.wpe.weight[past : past + N]  # (N, d), broadcast over the batch
+        if positions is None:
+            pos = self.transformer.wpe.weight[past : past + N]  # (N, d), broadcast over the batch
+        else:
+            if positions.shape != idx.shape:
+                raise ValueError(
+                    f"positions must have the shape of ids {tuple(idx.shape)}, "
+                    f"got {tuple(positions.shape)}"
+                )
+            if int(positions.min()) < 0 or int(positions.max()) >= self.config.block_size:
+                raise ValueError(f"positions must be in [0, {self.config.block_size - 1}]")
+            pos = self.transformer.wpe(positions)  # (B, N, d): each row its own positions
         x = self.transformer.drop(tok + pos)
         hidden = [x] if output_hidden_states else None
         attns = [] if output_attentions else None
         for i, block in enumerate(self.transformer.h):
-            x, w = block(x, cache, i, output_attentions)
+            x, w = block(x, cache, i, output_attentions, attn_mask)
             if hidden is not None:
                 hidden.append(x)
             if attns is not None:
                 attns.append(w)
         if cache is not None:
-            cache.length = past + N
+            cache.advance(N)
         x = self.transformer.ln_f(x)
         if last_only:
             x = x[:, -1:, :]

@@ -1,0 +1,247 @@
+"""A continuous-batching engine: many requests, one batch, refilled at every step.
+
+*Static* batching (:func:`nexttoken.batching.generate_batch`) decodes a fixed batch until its
+longest request ends; a request that ends early leaves its slot idle (or computing padding), and a
+request that arrives waits for the whole batch. *Continuous* batching (Yu et al. 2022, "Orca",
+iteration-level scheduling) decides at every step: finished requests leave, waiting requests join
+as soon as a batch slot and enough KV blocks are free.
+
+:class:`Engine` keeps every request's keys and values in a :class:`~nexttoken.paged.PagedKVCache`.
+One :meth:`Engine.step`:
+
+1. **admit** waiting requests, first come first served, while a batch slot is free and the pool has
+   the blocks for the request's prompt plus its ``max_new_tokens`` (reserved at admission, so a
+   running request never runs out of blocks; vLLM instead allocates on demand and pre-empts a
+   request when the pool runs dry);
+2. **decode**: one forward pass of ``(B, 1)`` ids for every running request admitted before this
+   step (each at its own position, attending only to its own blocks), one token each;
+3. **prefill** each request admitted in this step (its prompt alone, as ``generate`` does), which
+   gives its first token;
+4. **retire** requests that reached ``max_new_tokens`` or their ``stop_token``: their blocks and slot
+   are free for the next step.
+
+Each request's tokens are sampled by :func:`nexttoken.sampling.sample` with its own settings and
+generator, from logits of its own row: greedy output equals ``generate(model, prompt, ...)`` alone,
+whatever else shares the batch (the tests check it with requests arriving at random steps).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from .batching import check_prompts
+from .generate import _check_stop_token, check_max_new_tokens
+from .model import GPT
+from .paged import PagedKVCache, _check_positive_int, blocks_for
+from .sampling import check_generator, check_sampling_args, sample
+
+__all__ = ["Engine", "Request"]
+
+
+@dataclass
+class Request:
+    """One request and what the engine has done with it.
+
+    ``tokens`` is the prompt followed by the tokens generated so far. Steps are counted from 1
+    (``Engine.steps`` after the step); ``None`` until it happens.
+    """
+
+    id: int
+    prompt: list[int]
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    generator: torch.Generator | None = None
+    stop_token: int | None = None
+    tokens: list[int] = field(default_factory=list)
+    state: str = "waiting"  # waiting -> running -> finished
+    slot: int | None = None
+    arrival_step: int = 0
+    admit_step: int | None = None
+    finish_step: int | None = None
+    arrival_time: float = 0.0
+    finish_time: float | None = None
+
+    @property
+    def n_new(self) -> int:
+        """Tokens generated so far."""
+        return len(self.tokens) - len(self.prompt)
+
+    def done(self) -> bool:
+        """Reached ``max_new_tokens``, or produced its ``stop_token``."""
+        if self.n_new >= self.max_new_tokens:
+            return True
+        return self.stop_token is not None and self.n_new > 0 and self.tokens[-1] == self.stop_token
+
+
+class Engine:
+    """Continuous batching over a paged KV cache.
+
+    - ``max_batch``: batch slots (requests decoded together);
+    - ``num_blocks``, ``block_tokens``: the KV pool (see :class:`~nexttoken.paged.PagedKVCache`);
+    - ``static=True`` turns the scheduler into static batching for comparison: waiting requests
+      are admitted only when the batch is empty (finished requests still leave at once, so this
+      baseline never computes padding: it is kinder to static batching than a padded batch is).
+
+    ``history`` holds, for every step, the request in each slot (None when idle) and the pool's
+    block owners: the notebook draws them.
+    """
+
+    def __init__(
+        self,
+        model: GPT,
+        *,
+        max_batch: int,
+        num_blocks: int,
+        block_tokens: int,
+        static: bool = False,
+    ) -> None:
+        if not isinstance(model, GPT):
+            raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+        self.model = model
+        self.max_batch = _check_positive_int("max_batch", max_batch)
+        if not isinstance(static, bool):
+            raise TypeError(f"static must be True or False, got {static!r}")
+        self.static = static
+        self.cache = PagedKVCache.for_model(model, num_blocks, block_tokens)
+        self.requests: dict[int, Request] = {}
+        self.waiting: deque[Request] = deque()
+        self.slots: list[Request | None] = [None] * max_batch
+        self.steps = 0
+        self.history: list[dict] = []
+
+    # --- requests ----------------------------------------------------------------------------
+    def add_request(
+        self,
+        prompt,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+        stop_token: int | None = None,
+    ) -> int:
+        """Queue a request; returns its id. Settings as :func:`nexttoken.generate.generate`'s
+        (``temperature=0`` is greedy). Checked now, with a clear error, not at its first step."""
+        cfg = self.model.config
+        (prompt,) = check_prompts([prompt], cfg.vocab_size)
+        check_max_new_tokens(max_new_tokens)
+        check_sampling_args(cfg.vocab_size, temperature, top_k, top_p)
+        check_generator(generator)
+        stop_token = _check_stop_token(stop_token, cfg.vocab_size)
+        total = len(prompt) + max_new_tokens
+        if total > cfg.block_size:
+            raise ValueError(
+                f"prompt ({len(prompt)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
+                f"context length block_size={cfg.block_size}"
+            )
+        need = blocks_for(total, self.cache.block_tokens)
+        if need > self.cache.num_blocks:
+            raise ValueError(
+                f"this request needs {need} blocks of {self.cache.block_tokens} tokens, the whole "
+                f"pool has {self.cache.num_blocks}: it could never run"
+            )
+        rid = len(self.requests)
+        req = Request(
+            rid, prompt, max_new_tokens, temperature, top_k, top_p, generator, stop_token,
+            tokens=list(prompt), arrival_step=self.steps, arrival_time=time.perf_counter(),
+        )  # fmt: skip
+        self.requests[rid] = req
+        if max_new_tokens == 0:  # nothing to compute: generate returns the prompt
+            self._finish(req)
+        else:
+            self.waiting.append(req)
+        return rid
+
+    @property
+    def running(self) -> list[Request]:
+        """Requests in the batch, in slot order."""
+        return [r for r in self.slots if r is not None]
+
+    def has_work(self) -> bool:
+        """True while a request is waiting or running."""
+        return bool(self.waiting) or any(r is not None for r in self.slots)
+
+    # --- one step ----------------------------------------------------------------------------
+    def _admit(self) -> list[Request]:
+        admitted: list[Request] = []
+        if self.static and self.running:
+            return admitted
+        while self.waiting and None in self.slots:
+            req = self.waiting[0]
+            need = blocks_for(len(req.prompt) + req.max_new_tokens, self.cache.block_tokens)
+            if need > self.cache.num_free:
+                break  # first come, first served: later requests wait behind it
+            self.waiting.popleft()
+            self.cache.add(req.id)
+            self.cache.reserve(req.id, len(req.prompt) + req.max_new_tokens)
+            req.slot = self.slots.index(None)
+            self.slots[req.slot] = req
+            req.state, req.admit_step = "running", self.steps + 1
+            admitted.append(req)
+        return admitted
+
+    def _forward(self, reqs: list[Request], ids: torch.Tensor) -> None:
+        """One pass of ``ids`` ``(B, N)`` for ``reqs`` through the paged cache; append one token
+        to each request, sampled from its own row with its own settings."""
+        view = self.cache.batch([r.id for r in reqs], ids.size(1))
+        out = self.model.run(
+            ids, cache=view, positions=view.positions, attn_mask=view.mask, last_only=True
+        )
+        logits = out.logits[:, -1, :]  # (B, V)
+        for b, r in enumerate(reqs):
+            nxt = sample(logits[b : b + 1], r.temperature, r.top_k, r.top_p, r.generator)
+            r.tokens.append(int(nxt))
+
+    def _finish(self, req: Request) -> None:
+        if req.slot is not None:
+            self.slots[req.slot] = None
+            self.cache.free(req.id)
+        req.state, req.finish_step, req.finish_time = "finished", self.steps, time.perf_counter()
+
+    def step(self) -> dict[int, int]:
+        """One step: admit, decode every running request by one token, prefill the new ones,
+        retire the finished. Returns ``{request id: token generated in this step}``."""
+        device = self.model.lm_head.weight.device
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                decoding = self.running
+                admitted = self._admit()
+                self.steps += 1
+                if decoding:
+                    last = torch.tensor([[r.tokens[-1]] for r in decoding], device=device)
+                    self._forward(decoding, last)
+                for r in admitted:
+                    self._forward([r], torch.tensor([r.prompt], device=device))
+        finally:
+            self.model.train(was_training)
+        self.history.append(
+            {
+                "slots": [None if r is None else r.id for r in self.slots],
+                "blocks": self.cache.owner_map(),
+            }
+        )
+        produced = {r.id: r.tokens[-1] for r in decoding + admitted}
+        for r in decoding + admitted:
+            if r.done():
+                self._finish(r)
+        return produced
+
+    def run(self) -> dict[int, list[int]]:
+        """Step until no request waits or runs; returns ``{id: prompt + continuation}`` for every
+        request added so far."""
+        while self.has_work():
+            self.step()
+        return self.results()
+
+    def results(self) -> dict[int, list[int]]:
+        """``{id: tokens}`` of the finished requests."""
+        return {i: list(r.tokens) for i, r in self.requests.items() if r.state == "finished"}

@@ -1,0 +1,161 @@
+"""The paged KV cache: same attention as the contiguous cache, blocks reused, a clean error when full."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nexttoken import load_book_model
+from nexttoken.generate import generate
+from nexttoken.paged import PagedKVCache, PoolExhausted, blocks_for
+
+
+@pytest.fixture(scope="module")
+def book():
+    return load_book_model()
+
+
+def paged_generate(model, cache, seq, prompt, n):
+    """Greedy decoding of one sequence through a paged cache (what generate does, paged)."""
+    cache.add(seq)
+    ids = list(prompt)
+    x = torch.tensor([prompt])
+    with torch.inference_mode():
+        for _ in range(n):
+            view = cache.batch([seq], x.size(1))
+            out = model.run(x, cache=view, positions=view.positions, attn_mask=view.mask)
+            ids.append(int(out.logits[0, -1].argmax()))
+            x = torch.tensor([[ids[-1]]])
+    return ids
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    length=st.integers(1, 40),
+    new=st.integers(1, 12),
+    block_tokens=st.sampled_from([1, 3, 8, 16]),
+    seed=st.integers(0, 1000),
+)
+def test_paged_greedy_equals_contiguous(book, length, new, block_tokens, seed):
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, book.config.vocab_size, (length,), generator=g).tolist()
+    cache = PagedKVCache.for_model(book, blocks_for(length + new, block_tokens) + 2, block_tokens)
+    cache.add("other")  # a block owned by someone else, so the sequence's blocks are not 0, 1, ...
+    cache.reserve("other", 1)
+    assert (
+        paged_generate(book, cache, 0, prompt, new)
+        == generate(book, prompt, new, temperature=0)[0].tolist()
+    )
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 20), min_size=2, max_size=5),
+    block_tokens=st.sampled_from([2, 5, 16]),
+    seed=st.integers(0, 1000),
+)
+def test_ragged_paged_batch_matches_contiguous_logits(book, lengths, block_tokens, seed):
+    """Sequences of different lengths in one decoding pass: each row's logits are those of the
+    contiguous cache for that sequence alone, and its blocks hold exactly its keys."""
+    g = torch.Generator().manual_seed(seed)
+    V = book.config.vocab_size
+    prompts = [torch.randint(0, V, (n,), generator=g).tolist() for n in lengths]
+    cache = PagedKVCache.for_model(book, 64, block_tokens)
+    with torch.inference_mode():
+        for i, p in enumerate(prompts):  # prefill one by one, interleaving block allocation
+            cache.add(i)
+            view = cache.batch([i], len(p))
+            book.run(torch.tensor([p]), cache=view, positions=view.positions)
+        nxt = torch.randint(0, V, (len(prompts), 1), generator=g)
+        view = cache.batch(list(range(len(prompts))), 1)
+        assert view.mask is not None or len(set(lengths)) == 1
+        got = book.run(nxt, cache=view, positions=view.positions, attn_mask=view.mask).logits
+        for i, p in enumerate(prompts):
+            ref = book(torch.tensor([p + [int(nxt[i])]]))[0, -1]
+            assert torch.allclose(got[i, -1], ref, atol=1e-4), i
+    assert {i: cache.lengths[i] for i in range(len(prompts))} == {
+        i: n + 1 for i, n in enumerate(lengths)
+    }
+
+
+def test_blocks_are_freed_and_reused(tiny_config):
+    cache = PagedKVCache(tiny_config, num_blocks=6, block_tokens=4)
+    for s in "abc":
+        cache.add(s)
+    cache.reserve("a", 5)  # 2 blocks
+    cache.reserve("b", 4)  # 1 block
+    cache.reserve("c", 9)  # 3 blocks
+    assert cache.tables == {"a": [0, 1], "b": [2], "c": [3, 4, 5]}
+    assert cache.num_free == 0
+    cache.free("a")
+    assert cache.num_free == 2 and cache.owner_map() == [None, None, "b", "c", "c", "c"]
+    cache.add("d")
+    cache.reserve("d", 3)
+    assert cache.tables["d"] == [0]  # the freed block is the next one handed out
+    cache.reserve("d", 3)  # already enough: nothing taken
+    assert cache.tables["d"] == [0]
+
+
+def test_exhausted_pool_is_a_clear_error_and_corrupts_nothing(book):
+    prompt = [5, 6, 7, 8, 9]
+    cache = PagedKVCache.for_model(book, num_blocks=3, block_tokens=4)
+    cache.add("a")
+    with torch.inference_mode():
+        view = cache.batch(["a"], len(prompt))
+        book.run(torch.tensor([prompt]), cache=view, positions=view.positions)
+    k_before = [k.clone() for k in cache.k]
+    tables = {s: list(t) for s, t in cache.tables.items()}
+    cache.add("b")
+    with pytest.raises(PoolExhausted, match="exhausted.*2 more block.*1 of 3 free"):
+        cache.reserve("b", 8)
+    with pytest.raises(PoolExhausted):  # a batch that needs 2 new blocks, 1 free: none taken
+        cache.batch(["a", "b"], 4)
+    assert cache.tables == tables | {"b": []} and cache.num_free == 1
+    assert all(torch.equal(a, b) for a, b in zip(k_before, cache.k, strict=True))
+    # the running sequence goes on, and matches generate
+    assert (
+        paged_generate_continue(book, cache, "a", prompt, 3)
+        == generate(book, prompt, 3, temperature=0)[0].tolist()
+    )
+
+
+def paged_generate_continue(model, cache, seq, prompt, n):
+    """Continue ``seq`` (whose prompt is already cached) greedily, the first token recomputed from
+    the contiguous model for the prompt's last logits."""
+    ids = list(prompt)
+    with torch.inference_mode():
+        ids.append(int(model(torch.tensor([prompt]))[0, -1].argmax()))
+        for _ in range(n - 1):
+            view = cache.batch([seq], 1)
+            out = model.run(torch.tensor([[ids[-1]]]), cache=view, positions=view.positions)
+            ids.append(int(out.logits[0, -1].argmax()))
+    return ids
+
+
+def test_bad_arguments(tiny_config):
+    with pytest.raises(ValueError, match="num_blocks"):
+        PagedKVCache(tiny_config, 0, 4)
+    with pytest.raises(TypeError, match="block_tokens"):
+        PagedKVCache(tiny_config, 4, 2.0)
+    with pytest.raises(TypeError, match="GPTConfig"):
+        PagedKVCache({}, 4, 4)
+    cache = PagedKVCache(tiny_config, 4, 8)
+    with pytest.raises(KeyError, match="unknown sequence"):
+        cache.reserve("x", 3)
+    cache.add("x")
+    with pytest.raises(ValueError, match="already"):
+        cache.add("x")
+    with pytest.raises(ValueError, match="block_size"):
+        cache.reserve("x", tiny_config.block_size + 1)
+    with pytest.raises(ValueError, match="twice"):
+        cache.batch(["x", "x"], 1)
+    with pytest.raises(ValueError, match="made for 1 sequences"):
+        cache.batch(["x"], 2).check(1, 1)
+
+
+def test_nbytes(tiny_config):
+    cache = PagedKVCache(tiny_config, 5, 4)
+    c = tiny_config
+    assert cache.nbytes() == 2 * c.n_layer * 5 * 4 * c.n_embd * 4

@@ -1,0 +1,150 @@
+"""The continuous-batching engine: every request gets the tokens generate gives it alone."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nexttoken import load_book_model
+from nexttoken.generate import generate
+from nexttoken.serve import Engine
+
+
+@pytest.fixture(scope="module")
+def book():
+    return load_book_model()
+
+
+def drive(engine, arrivals):
+    """Add each request at its arrival step, stepping the engine; returns ids -> (prompt, n, kw)."""
+    pending = sorted(arrivals, key=lambda a: a[0])
+    added, step = {}, 0
+    while pending or engine.has_work():
+        while pending and pending[0][0] <= step:
+            _, p, n, kw = pending.pop(0)
+            added[engine.add_request(p, n, temperature=0, **kw)] = (p, n, kw)
+        engine.step()
+        step += 1
+    return added
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    max_batch=st.integers(1, 5),
+    block_tokens=st.sampled_from([1, 4, 16]),
+    n_requests=st.integers(1, 8),
+)
+def test_continuous_batching_equals_generate_alone(book, seed, max_batch, block_tokens, n_requests):
+    rng = random.Random(seed)
+    V = book.config.vocab_size
+    arrivals = []
+    for _ in range(n_requests):
+        p = [rng.randrange(V) for _ in range(rng.randint(1, 24))]
+        arrivals.append((rng.randint(0, 12), p, rng.randint(0, 14), {}))
+    engine = Engine(book, max_batch=max_batch, num_blocks=80, block_tokens=block_tokens)
+    added = drive(engine, arrivals)
+    results = engine.results()
+    assert set(results) == set(added)
+    for i, (p, n, _) in added.items():
+        assert results[i] == generate(book, p, n, temperature=0)[0].tolist(), i
+    assert engine.cache.num_free == engine.cache.num_blocks  # every block came back
+    assert engine.cache.tables == {}
+
+
+def test_stop_tokens_and_a_tight_pool(book):
+    """A pool that fits two requests at a time: the others wait, then reuse the freed blocks."""
+    rng = random.Random(5)
+    V = book.config.vocab_size
+    prompts = [[rng.randrange(V) for _ in range(rng.randint(2, 10))] for _ in range(6)]
+    stop = generate(book, prompts[2], 4, temperature=0)[0, -1].item()
+    engine = Engine(book, max_batch=4, num_blocks=8, block_tokens=4)  # 16 + 16 tokens: 2 requests
+    ids = [engine.add_request(p, 6, temperature=0, stop_token=stop) for p in prompts]
+    most = 0
+    while engine.has_work():
+        engine.step()
+        most = max(most, len(engine.running))
+        assert engine.cache.num_free >= 0
+    assert most == 2  # blocks, not slots, were the limit
+    res = engine.results()
+    for i, p in zip(ids, prompts, strict=True):
+        assert res[i] == generate(book, p, 6, temperature=0, stop_token=stop)[0].tolist()
+    assert res[ids[2]][-1] == stop and len(res[ids[2]]) == len(prompts[2]) + 4
+
+
+def test_continuous_refills_a_slot_as_soon_as_one_leaves(book):
+    lens = [2, 9, 3, 5]  # max_new_tokens per request; 2 slots
+    engine = Engine(book, max_batch=2, num_blocks=40, block_tokens=4)
+    for i, n in enumerate(lens):
+        engine.add_request([1 + i, 2, 3], n, temperature=0)
+    engine.run()
+    r = engine.requests
+    assert r[0].admit_step == 1 and r[0].finish_step == 2
+    assert r[2].admit_step == 3  # joins in the step after request 0 left
+    assert [s["slots"] for s in engine.history[:4]] == [[0, 1], [0, 1], [2, 1], [2, 1]]
+    static = Engine(book, max_batch=2, num_blocks=40, block_tokens=4, static=True)
+    for i, n in enumerate(lens):
+        static.add_request([1 + i, 2, 3], n, temperature=0)
+    assert static.run() == engine.results()
+    assert static.requests[2].admit_step == 10  # waits for the whole first batch (9 tokens)
+    assert static.steps > engine.steps
+
+
+def test_sampled_requests_draw_like_generate(book):
+    """Each request samples from its own row with its own generator, as generate does alone."""
+    engine = Engine(book, max_batch=3, num_blocks=30, block_tokens=8)
+    prompts = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
+    for i, p in enumerate(prompts):
+        g = torch.Generator().manual_seed(i)
+        engine.add_request(p, 8, temperature=0.8, top_k=40, generator=g)
+    res = engine.run()
+    for i, p in enumerate(prompts):
+        g = torch.Generator().manual_seed(i)
+        ref = generate(book, p, 8, temperature=0.8, top_k=40, generator=g)[0].tolist()
+        assert res[i] == ref
+
+
+def test_zero_new_tokens_and_history(book):
+    engine = Engine(book, max_batch=2, num_blocks=4, block_tokens=8)
+    a = engine.add_request([1, 2, 3], 0)
+    assert engine.results() == {a: [1, 2, 3]}
+    b = engine.add_request([4, 5], 3, temperature=0)
+    engine.step()
+    assert engine.history[-1]["slots"] == [b, None]
+    assert engine.history[-1]["blocks"] == [b, None, None, None]
+    engine.run()
+    assert engine.requests[b].state == "finished"
+
+
+@pytest.mark.parametrize(
+    "args, kw, err, match",
+    [
+        (([], 3), {}, ValueError, "empty"),
+        (([1, 2], -1), {}, ValueError, "max_new_tokens"),
+        (([1, 2], 3), {"temperature": -1}, ValueError, "temperature"),
+        (([1, 4096], 3), {}, ValueError, "out of range"),
+        (([1, 2], 3), {"stop_token": True}, TypeError, "stop_token"),
+        (([1] * 250, 10), {}, ValueError, "block_size"),
+        (([1] * 100, 100), {}, ValueError, "could never run"),
+    ],
+)
+def test_bad_requests_are_refused_at_once(book, args, kw, err, match):
+    engine = Engine(book, max_batch=2, num_blocks=10, block_tokens=16)
+    with pytest.raises(err, match=match):
+        engine.add_request(*args, **kw)
+    assert not engine.has_work()
+
+
+def test_bad_engine_arguments(book):
+    with pytest.raises(TypeError, match="GPT"):
+        Engine(object(), max_batch=2, num_blocks=4, block_tokens=4)
+    with pytest.raises(ValueError, match="max_batch"):
+        Engine(book, max_batch=0, num_blocks=4, block_tokens=4)
+    with pytest.raises(ValueError, match="num_blocks"):
+        Engine(book, max_batch=1, num_blocks=0, block_tokens=4)
+    with pytest.raises(TypeError, match="static"):
+        Engine(book, max_batch=1, num_blocks=1, block_tokens=4, static=1)
