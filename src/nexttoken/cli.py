@@ -3,7 +3,13 @@
 ``generate`` streams the book model's continuation of a prompt as it is produced; ``--show-probs``
 prints, at every step, the top candidates and their probabilities (the whole pipeline, in a
 terminal). ``train`` trains the book model from scratch (or resumes) and can ship the result into
-the package with its model card. Bad arguments give a one-line error and exit code 2.
+the package with its model card.
+
+Exit codes: 0 done; 2 bad input, with a one-line ``error: ...`` on stderr and no traceback (bad
+arguments, a closed or full stdout, an output folder that is a file, a run too big for this
+machine's memory: ``train`` checks all of it before any work); 1 a training run that diverged
+(a non-finite loss: the last good checkpoint is kept); 130 interrupted. A resumed run that has
+nothing left to do says so and exits 0.
 """
 
 from __future__ import annotations
@@ -13,12 +19,40 @@ import codecs
 import shlex
 import sys
 import time
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
 
 class _ArgError(Exception):
     pass
+
+
+class _OutputError(Exception):
+    pass
+
+
+class _Out:
+    """``sys.stdout``, with a write error (``/dev/full``...) turned into a one-line error."""
+
+    def __init__(self, stream) -> None:
+        if stream is None:
+            raise _OutputError("stdout is closed: there is nowhere to write the text")
+        self.stream = stream
+
+    def _do(self, fn, *args):
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as err:  # ValueError: "I/O operation on closed file"
+            raise _OutputError(f"cannot write to stdout: {err}") from None
+
+    def write(self, text: str) -> None:
+        self._do(self.stream.write, text)
+
+    def flush(self) -> None:
+        self._do(self.stream.flush)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +79,22 @@ _positive_int = _int_at_least(1)
 _nonneg_int = _int_at_least(0)
 
 
+def _int_between(lowest: int, highest: int, shown: str):
+    """An argparse type: an integer in ``[lowest, highest]`` (``shown`` spells the range)."""
+
+    def parse(text: str) -> int:
+        v = _int_at_least(lowest)(text)
+        if v > highest:
+            raise argparse.ArgumentTypeError(f"expected an integer in {shown}, got {v}")
+        return v
+
+    return parse
+
+
+_seed = _int_between(0, 2**64 - 1, "[0, 2**64 - 1]")  # what torch.Generator.manual_seed takes
+_train_seed = _int_between(0, 2**40, "[0, 2**40]")  # nexttoken.train.MAX_SEED
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -62,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=_float, default=0.8, help="0 = greedy (0.8)")
     g.add_argument("--top-k", type=_positive_int, default=None, help="keep the k best tokens")
     g.add_argument("--top-p", type=_float, default=None, help="nucleus: keep mass p (0 < p <= 1)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the sampler (0)")
+    g.add_argument("--seed", type=_seed, default=0, help="seed of the sampler (0)")
     g.add_argument("--show-probs", action="store_true", help="print each step's top candidates")
     g.add_argument("--n-probs", type=_positive_int, default=5, help="candidates shown (5)")
 
@@ -75,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--min-lr", type=_float, default=2e-4)
     t.add_argument("--warmup", type=_nonneg_int, default=100)
     t.add_argument("--eval-every", type=_positive_int, default=100)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_train_seed, default=0)
     t.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (1)")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     t.add_argument(
@@ -89,18 +139,19 @@ def _generate(args) -> int:
     import torch
 
     from .book import load_book_encoding, load_book_model
-    from .generate import generate
+    from .generate import check_max_new_tokens, generate
     from .sampling import check_sampling_args, filtered_probs
 
-    enc = load_book_encoding()
-    model = load_book_model()
-    check_sampling_args(model.config.vocab_size, args.temperature, args.top_k, args.top_p)
+    out = _Out(sys.stdout)  # before any work: a closed stdout is an error now, not later
+    check_max_new_tokens(args.max_new_tokens)
     if not args.prompt:
         raise ValueError("the prompt is empty: give some text to continue")
+    enc = load_book_encoding()
+    check_sampling_args(enc.n_vocab, args.temperature, args.top_k, args.top_p)
     ids = enc.encode(args.prompt, allowed_special={"<|endoftext|>"})
+    model = load_book_model()
     context = list(ids)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    out = sys.stdout
     out.write(args.prompt)
     out.flush()
     block = model.config.block_size
@@ -144,7 +195,6 @@ def _generate(args) -> int:
 
 def _train(args, argv: list[str]) -> int:
     import shutil
-    from pathlib import Path
 
     import torch
 
@@ -157,9 +207,16 @@ def _train(args, argv: list[str]) -> int:
     )
     from .configs import get_config
     from .model import GPT
-    from .train import TrainConfig, train_model
+    from .train import (
+        LOG_JSON,
+        TrainConfig,
+        available_memory,
+        estimate_train_memory,
+        read_log,
+        train_model,
+    )
 
-    torch.set_num_threads(args.threads)
+    # every check before any work: arguments, the output folder, the memory the run needs
     cfg = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -170,13 +227,46 @@ def _train(args, argv: list[str]) -> int:
         seed=args.seed,
     )
     config = get_config(args.config)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if args.resume:
+        if not (out / LOG_JSON).is_file():
+            raise ValueError(f"--resume: {out} holds no run to resume (no {LOG_JSON})")
+        done = len(read_log(out)["losses"])
+        if done > cfg.steps:
+            raise ValueError(
+                f"--resume: the run in {out} has already done {done} steps, more than "
+                f"--steps {cfg.steps}; pass a larger --steps to continue it"
+            )
+        if done == cfg.steps:
+            print(
+                f"nothing to do: the run in {out} has already done all {done} steps "
+                f"(pass a larger --steps to continue it)",
+                file=sys.stderr,
+            )
+            return 0
+    elif (out / LOG_JSON).exists():
+        raise ValueError(
+            f"--out {out} already holds a training run ({LOG_JSON}); pass --resume to continue "
+            f"it, or choose another folder (nothing was overwritten)"
+        )
+    need, have = estimate_train_memory(config, cfg.batch_size), available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"a training run of config {args.config!r} ({config.n_layer} layers, d_model "
+            f"{config.n_embd}) with --batch-size {cfg.batch_size} needs about "
+            f"{_bytes(need)} of memory (weights, gradients, AdamW state, activations); this "
+            f"machine has {_bytes(have)} available. Use a smaller --batch-size or config"
+        )
+    out.mkdir(parents=True, exist_ok=True)  # a folder we cannot create fails now
+    torch.set_num_threads(args.threads)
     train_ids, held_ids = book_datasets()
     if config.vocab_size < int(train_ids.max()) + 1:
         raise ValueError(f"config {args.config!r} has too small a vocabulary for the book encoding")
     torch.manual_seed(args.seed)
     model = GPT(config)
     command = "python -m nexttoken " + shlex.join(argv)
-    out = Path(args.out)
 
     def ship(row: dict, m: GPT) -> None:
         final = row["step"] == cfg.steps
@@ -214,6 +304,14 @@ def _train(args, argv: list[str]) -> int:
     return 0
 
 
+def _bytes(n: int) -> str:
+    """``n`` bytes in readable units (decimal: kB, MB, GB, TB)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def _metrics_from_row(row: dict, held_ids) -> dict:
     import math
 
@@ -242,16 +340,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return _generate(args)
         return _train(args, argv)
-    except (_ArgError, ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+        _silence_stdout()
+        return 0
+    except _OutputError as err:
+        _silence_stdout()  # so that the interpreter's last flush does not fail again
+        return _fail(err, 2)
+    except (_ArgError, ValueError, TypeError, OSError) as err:
+        return _fail(err, 2)
+    except FloatingPointError as err:  # a diverged training run
+        return _fail(err, 1)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
-        import os
 
+
+def _fail(err: BaseException, code: int) -> int:
+    text = " ".join(str(err).split())  # one line, whatever the message holds
+    print(f"error: {text}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    import os
+
+    if sys.stdout is None:
+        return
+    try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except (OSError, ValueError):
+        pass
