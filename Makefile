@@ -8,7 +8,7 @@ ARGS   ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard notebooks/solutions/*.ipynb))
 
-.PHONY: setup lab test lint unit nbval other-cpus notebooks figures bench format clean
+.PHONY: setup lab test lint unit nbval other-cpus notebooks figures bench format clean site site-check
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -46,7 +46,7 @@ other-cpus: setup
 	@echo "== simulated CPU: no AVX2, no AVX-512 (SSE4.2)"
 	env $(CPU_DEFAULT) $(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(OTHER_CPU_TESTS) $(NOTEBOOKS)
 
-test: lint unit nbval other-cpus
+test: lint unit nbval other-cpus site-check
 
 notebooks: setup
 	$(BIN)/python -m nexttoken.execute $(NOTEBOOKS)
@@ -56,6 +56,31 @@ figures: setup
 
 bench: setup
 	$(BIN)/python benchmarks/decode.py
+
+# The book as an offline website (website/build.py): the executed notebooks as they are, never re-run.
+# NOTEBOOKS_DIR builds it from another copy; site-check crawls it in Chromium (tests/site/).
+NOTEBOOKS_DIR ?= notebooks
+SITE_DIR      ?= site
+CHROMIUM      ?= /usr/bin/chromium
+NODE_STAMP    := website/node_modules/.package-lock.json
+
+$(NODE_STAMP): website/package.json website/package-lock.json
+	npm ci --prefix website --ignore-scripts --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+site: setup $(NODE_STAMP)
+	$(BIN)/python website/build.py --notebooks $(NOTEBOOKS_DIR) --out $(SITE_DIR)
+
+site-check: site
+	@if [ -x "$(CHROMIUM)" ] && $(BIN)/python -c "import playwright" 2>/dev/null; then \
+	  SITE_DIR=$(SITE_DIR) CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/site/check_site.py -q -s; \
+	elif [ -n "$$CI" ]; then \
+	  echo "site check: no Chromium at $(CHROMIUM) or no Playwright, and CI must run it" >&2; exit 1; \
+	else \
+	  echo "**************************************************************************************"; \
+	  echo "*** SKIPPED the website check: no Chromium at $(CHROMIUM) (apt-get install chromium) ***"; \
+	  echo "**************************************************************************************"; \
+	fi
 
 format: setup
 	$(BIN)/ruff check --fix src tests benchmarks notebooks
