@@ -1,4 +1,8 @@
-"""Exercises of notebook 05 (logits and softmax)."""
+"""Exercises of notebook 05 (logits and softmax).
+
+Each checker recognises the usual wrong answers and names the misconception behind them; its hints
+are staged (:class:`nexttoken.exercises.Hints`) and never print the answer.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,43 @@ from typing import Any
 import torch
 
 from ..configs import get_config
-from . import report, unanswered
+from . import Hints, check_prediction, failed, passed, unanswered
 
-__all__ = ["check_softmax", "check_projection_params", "check_entropy"]
+__all__ = [
+    "HINTS",
+    "check_entropy",
+    "check_projection_params",
+    "check_shift_prediction",
+    "check_softmax",
+    "check_temperature_ratio_prediction",
+]
+
+SOFTMAX_HINTS = Hints(
+    "stable softmax",
+    "softmax(s) = exp(s_i) / sum_j exp(s_j), over the vocabulary: the LAST dimension of a (B, V) "
+    "tensor.",
+    "Adding the same constant to every score of a row leaves the softmax unchanged; choose the "
+    "constant so that the largest exponent is exp(0) = 1.",
+    "Per row: subtract that row's largest score (a reduction over dim=-1 that keeps the dimension, "
+    "so it broadcasts), exponentiate, then divide by the row's sum of exponentials.",
+)
+PROJECTION_HINTS = Hints(
+    "GPT-3 projection size",
+    "The projection maps one d_model-wide vector to one score per token of the vocabulary.",
+    "It is a weight matrix with one row per vocabulary token and one column per dimension of "
+    "d_model; read both sizes from get_config('gpt3-175b'), do not type them.",
+    "Multiply the two sizes; there is no bias, and there is one projection (after the last block), "
+    "not one per layer.",
+)
+ENTROPY_HINTS = Hints(
+    "entropy",
+    "H(p) = -sum_i p_i ln p_i, in nats (natural log), summed over the last dimension only.",
+    "A token of probability 0 contributes 0 (the limit of p ln p), but 0 * log(0) is 0 * -inf = nan "
+    "in floating point: replace those terms before summing.",
+    "torch.special.xlogy(x, y) computes x * log(y) and gives 0 where x == 0; mind the minus sign and "
+    "sum with dim=-1.",
+)
+HINTS = {h.name: h for h in (SOFTMAX_HINTS, PROJECTION_HINTS, ENTROPY_HINTS)}
 
 
 def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
@@ -21,79 +59,218 @@ def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
         return None, f"it raised {type(err).__name__}: {err}"
 
 
+def _close(out: Any, want: torch.Tensor, atol: float = 1e-6) -> bool:
+    return (
+        isinstance(out, torch.Tensor)
+        and out.shape == want.shape
+        and bool(torch.isfinite(out).all())
+        and torch.allclose(out.double(), want.double(), atol=atol)
+    )
+
+
+# Rows with a small spread (safe for any softmax), with huge values (the naive exp overflows or
+# underflows), and with a spread above 88 (shifting by the minimum still overflows).
+_SMALL = torch.tensor([[0.5, -1.2, 2.0, 0.3], [3.0, 1.0, -2.0, 0.0], [-0.7, 0.1, 0.4, 1.5]])
+_HUGE = torch.tensor([[1000.0, 999.0, 990.0, 995.0], [-1000.0, -1001.0, -1010.0, -1003.0]])
+_WIDE = torch.tensor([[60.0, -60.0, 0.0, 10.0]])
+
+
 def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
-    """``fn(logits)`` must be a stable softmax over the last dimension of a ``(B, V)`` tensor."""
-    name = "stable softmax"
-    hint = "subtract the max of each row (dim=-1, keepdim=True) before exp, divide by the row sum"
-    if unanswered(fn, name, hint):
+    """``fn(logits)`` must be a stable softmax over the last dimension of a ``(B, V)`` tensor.
+
+    Recognised: exp overflow without the max shift; the wrong dimension; no normalisation; one sum
+    over the whole batch; a shift by the minimum; log-probabilities instead of probabilities.
+    """
+    name, hints = SOFTMAX_HINTS.name, SOFTMAX_HINTS
+    if unanswered(fn, name, hints):
         return False
     if not callable(fn):
-        return report(False, name, hint, "answer must be a function fn(logits) -> probs")
-    g = torch.Generator().manual_seed(5)
-    x = torch.randn(3, 7, generator=g) * 3
-    out, err = _call(fn, x.clone())
+        return failed(name, "the answer must be a function fn(logits) -> probabilities", hints)
+    out, err = _call(fn, _SMALL.clone())
     if err:
-        return report(False, name, hint, err)
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return report(
-            False, name, hint, f"expected a tensor of shape {tuple(x.shape)}, got {shape}"
+        return failed(name, err, hints)
+    if not isinstance(out, torch.Tensor) or out.shape != _SMALL.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return failed(
+            name,
+            f"expected a tensor of the input's shape {tuple(_SMALL.shape)}, got {got}: softmax "
+            "gives one probability per score",
+            hints,
         )
-    if not torch.allclose(out.sum(dim=-1), torch.ones(3), atol=1e-5):
-        return report(False, name, hint, "each row (the last dimension) must sum to 1")
-    if not torch.allclose(out, torch.softmax(x, dim=-1), atol=1e-6):
-        return report(False, name, hint, "values differ from torch.softmax(logits, dim=-1)")
-    big = torch.tensor([[1000.0, 999.0, 990.0], [-1000.0, -1001.0, -1010.0]])
-    out, err = _call(fn, big)
+    want = torch.softmax(_SMALL, dim=-1)
+    if not _close(out, want):
+        if _close(out, torch.log_softmax(_SMALL, dim=-1), 1e-5):
+            return failed(
+                name, "these are log-probabilities (log_softmax): exponentiate them", hints
+            )
+        if _close(out, torch.softmax(_SMALL, dim=0)):
+            return failed(
+                name,
+                "normalised over the wrong dimension (dim=0, across the batch): each ROW, the "
+                "vocabulary, must sum to 1",
+                hints,
+            )
+        e = (_SMALL - _SMALL.amax(-1, keepdim=True)).exp()
+        if _close(out, e, 1e-5) or _close(out, _SMALL.exp(), 1e-5):
+            return failed(
+                name, "not normalised: the exponentials must be divided by their row's sum", hints
+            )
+        if _close(out, _SMALL.exp() / _SMALL.exp().sum()):
+            return failed(
+                name,
+                "divided by the sum over the whole batch: each row (one position's scores) is a "
+                "distribution of its own",
+                hints,
+            )
+        if torch.is_tensor(out) and not torch.allclose(out.sum(-1), torch.ones(3), atol=1e-5):
+            return failed(name, "each row (the last dimension) must sum to 1", hints)
+        return failed(name, "the values differ from softmax over the last dimension", hints)
+    out, err = _call(fn, _HUGE.clone())
     if err:
-        return report(False, name, hint, err)
-    if not torch.isfinite(out).all() or not torch.allclose(out, torch.softmax(big, -1), atol=1e-6):
-        return report(False, name, hint, "logits of ±1000 give inf/nan: exp overflowed")
-    return report(True, name)
+        return failed(name, err, hints)
+    if not _close(out, torch.softmax(_HUGE, dim=-1)):
+        rows = [_call(fn, _HUGE[i : i + 1].clone())[0] for i in range(_HUGE.size(0))]
+        if all(_close(r, torch.softmax(_HUGE[i : i + 1], -1)) for i, r in enumerate(rows)):
+            return failed(
+                name,
+                "shifted by the maximum of the whole batch, not of each row: a row far below "
+                "that maximum underflows to 0 / 0 = nan. Each row needs its own maximum",
+                hints,
+            )
+        return failed(
+            name,
+            "exp overflowed: for logits near +1000 exp(s) is inf (inf/inf = nan), near -1000 it is "
+            "0 (0/0 = nan). Softmax needs the shift that keeps exp in range",
+            hints,
+        )
+    out, err = _call(fn, _WIDE.clone())
+    if err:
+        return failed(name, err, hints)
+    if not _close(out, torch.softmax(_WIDE, dim=-1)):
+        return failed(
+            name,
+            "a row whose scores span more than 88 overflows: shifting by the minimum (or by any "
+            "constant other than the row's maximum) can still leave an exponent above 88",
+            hints,
+        )
+    return passed(name)
 
 
 def check_projection_params(answer: int | None) -> bool:
-    """Weights of GPT-3 175B's output projection (``d_model -> vocab``, no bias)."""
-    name = "GPT-3 projection size"
-    hint = "d_model x vocab_size, read both from get_config('gpt3-175b'); GPT-2/3 have no bias here"
-    if unanswered(answer, name, hint):
+    """Weights of GPT-3 175B's output projection (``d_model -> vocab``, no bias).
+
+    Recognised: a vocabulary of 50,000; a bias added; GPT-2 small's width; the MLP's width d_ff;
+    one projection per layer; a non-integer answer.
+    """
+    name, hints = PROJECTION_HINTS.name, PROJECTION_HINTS
+    if unanswered(answer, name, hints):
         return False
-    cfg = get_config("gpt3-175b")
-    expected = cfg.n_embd * cfg.vocab_size
     if isinstance(answer, bool) or not isinstance(answer, int):
-        return report(False, name, hint, f"answer must be an int, got {type(answer).__name__}")
-    if answer == cfg.n_embd * 50000:
-        return report(False, name, hint, "the vocabulary is 50,257 tokens, not 50,000")
-    if answer == expected + cfg.vocab_size:
-        return report(False, name, hint, "the projection has no bias (lm_head: bias=False)")
-    return report(answer == expected, name, hint, f"got {answer:,}")
+        return failed(
+            name, f"the answer is a count, an int; got {type(answer).__name__} {answer!r}", hints
+        )
+    cfg = get_config("gpt3-175b")
+    d, v = cfg.n_embd, cfg.vocab_size
+    expected = d * v
+    if answer == expected:
+        return passed(name)
+    wrong = {
+        d * 50_000: "the vocabulary is 50,257 tokens (r50k_base), not a round 50,000",
+        expected + v: "the output projection has no bias in GPT-2/GPT-3 (bias=False)",
+        768 * v: "768 is GPT-2 small's width; GPT-3 175B's d_model is 12,288",
+        cfg.d_ff * v: "d_ff is the MLP's hidden width; the projection reads the d_model-wide "
+        "output of the last block",
+        cfg.n_layer * expected: "there is one projection, after the last block, not one per layer",
+        2 * expected: "that counts two matrices; the question is the projection alone (and in "
+        "GPT-2 it IS the embedding table, tied)",
+        cfg.d_head * v: "d_head is the width of one attention head; the projection reads the "
+        "whole d_model-wide vector",
+    }
+    if answer in wrong:
+        return failed(name, wrong[answer], hints)
+    return failed(name, f"got {answer:,}, which is not d_model x vocabulary", hints)
 
 
 def check_entropy(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
-    """``fn(probs)`` ``(..., V) -> (...)``: entropy in nats, with ``0 log 0 = 0``."""
-    name = "entropy"
-    hint = "-(p * log p).sum(-1), treating p = 0 terms as 0 (torch.where or torch.special.xlogy)"
-    if unanswered(fn, name, hint):
+    """``fn(probs)`` ``(..., V) -> (...)``: entropy in nats, with ``0 log 0 = 0``.
+
+    Recognised: nan from ``0 * log 0``; bits instead of nats; the sign; a sum over the whole batch;
+    the wrong dimension.
+    """
+    name, hints = ENTROPY_HINTS.name, ENTROPY_HINTS
+    if unanswered(fn, name, hints):
         return False
     if not callable(fn):
-        return report(False, name, hint, "answer must be a function fn(probs) -> entropy")
+        return failed(name, "the answer must be a function fn(probs) -> entropy", hints)
     cases = [
         (torch.full((8,), 1 / 8), math.log(8), "uniform over 8 tokens"),
-        (torch.tensor([1.0, 0.0, 0.0]), 0.0, "a one-hot distribution (certain)"),
         (torch.tensor([0.5, 0.5, 0.0, 0.0]), math.log(2), "two equal tokens and two zeros"),
+        (torch.tensor([1.0, 0.0, 0.0]), 0.0, "a one-hot distribution (certain)"),
     ]
     for p, want, what in cases:
         out, err = _call(fn, p)
         if err:
-            return report(False, name, hint, err)
+            return failed(name, err, hints)
         try:
             val = float(out)
-        except (TypeError, ValueError):
-            return report(False, name, hint, f"expected one number for a (V,) input, got {out!r}")
+        except (TypeError, ValueError, RuntimeError):
+            return failed(
+                name, f"expected one number for a (V,) input, got {type(out).__name__}", hints
+            )
+        if math.isnan(val):
+            return failed(
+                name,
+                f"{what}: the result is nan: a token of probability 0 gives 0 * log(0) = "
+                "0 * -inf = nan; its term must count as 0",
+                hints,
+            )
+        if want and math.isclose(val, -want, rel_tol=1e-4):
+            return failed(
+                name, f"{what}: {val:.4f} has the wrong sign: H = -sum p ln p >= 0", hints
+            )
+        if want and math.isclose(val, want / math.log(2), rel_tol=1e-4):
+            return failed(
+                name, f"{what}: {val:.4f} is in bits (log base 2); the book uses nats (ln)", hints
+            )
         if not math.isfinite(val) or abs(val - want) > 1e-5:
-            return report(False, name, hint, f"{what}: expected {want:.4f}, got {val:.4f}")
+            return failed(name, f"{what}: expected {want:.4f} nats, got {val:.4f}", hints)
     batch = torch.tensor([[0.25] * 4, [1.0, 0.0, 0.0, 0.0]])
     out, err = _call(fn, batch)
-    if err or not isinstance(out, torch.Tensor) or out.shape != (2,):
-        return report(False, name, hint, "a (2, V) input must give 2 entropies (one per row)")
-    return report(True, name)
+    if err:
+        return failed(name, f"on a (2, V) batch {err}", hints)
+    if not isinstance(out, torch.Tensor) or out.shape != (2,):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return failed(
+            name,
+            f"a (2, V) input must give 2 entropies, one per row (sum over dim=-1 only); got {got}",
+            hints,
+        )
+    if not torch.allclose(out.double(), torch.tensor([math.log(4), 0.0], dtype=torch.float64)):
+        return failed(name, "on a (2, V) batch, sum over the last dimension (each row)", hints)
+    return passed(name)
+
+
+def check_shift_prediction(answer: float | None, actual: float) -> bool:
+    """Predict-then-run: the top token's probability after adding 100 to every logit."""
+    return check_prediction(
+        answer,
+        actual,
+        "prediction: logits + 100",
+        abs_tol=0.005,
+        explain="softmax depends only on the DIFFERENCES between logits: exp(s_i + c) / "
+        "sum_j exp(s_j + c) = exp(s_i) / sum_j exp(s_j). Adding the same number to every score "
+        "changes nothing (that is also why subtracting the max is safe)",
+    )
+
+
+def check_temperature_ratio_prediction(answer: float | None, actual: float) -> bool:
+    """Predict-then-run: p(first) / p(second) at temperature 0.5, from their logits."""
+    return check_prediction(
+        answer,
+        actual,
+        "prediction: ratio at T = 0.5",
+        rel_tol=0.1,
+        explain="p_i / p_j = exp((s_i - s_j) / T): the ratio of two probabilities is the exp of "
+        "their logit gap divided by T. Halving T doubles the gap, so the ratio is SQUARED "
+        "(it does not just double)",
+    )

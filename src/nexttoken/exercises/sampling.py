@@ -1,4 +1,8 @@
-"""Exercises of notebook 06 (choosing the next token)."""
+"""Exercises of notebook 06 (choosing the next token).
+
+Each checker recognises the usual wrong answers and names the misconception behind them; its hints
+are staged (:class:`nexttoken.exercises.Hints`) and never print the answer.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,52 @@ from typing import Any
 import torch
 
 from ..sampling import top_k_filter, top_p_filter
-from . import report, unanswered
+from . import Hints, check_prediction, failed, passed, unanswered
 
-__all__ = ["check_top_k", "check_top_p", "check_chi_square"]
+__all__ = [
+    "HINTS",
+    "check_chi_square",
+    "check_count_prediction",
+    "check_temperature",
+    "check_top_k",
+    "check_top_p",
+]
+
+TOP_K_HINTS = Hints(
+    "top-k filter",
+    "Keep the k largest logits exactly as they are; every other logit must become -inf, so that "
+    "its probability after the softmax is exactly 0.",
+    "Find the k-th largest logit of each row (torch.topk works along a dimension and returns the "
+    "values sorted, largest first); a logit is kept when it is not below that threshold.",
+    "Keep the threshold's dimension (index with a slice, not an integer) so that it broadcasts "
+    "against a (B, V) batch, and fill the masked positions with float('-inf'), not 0.",
+)
+TOP_P_HINTS = Hints(
+    "top-p filter",
+    "Rank the tokens from most to least likely and add up their probabilities (not their logits) "
+    "in that order.",
+    "The kept set is the SHORTEST head of that ranking whose mass reaches p: the token whose "
+    "probability makes the running total cross p is still kept.",
+    "A token is dropped when the tokens ranked above it already reach p, i.e. when its cumulative "
+    "sum minus its own probability is >= p; scatter that mask back to vocabulary order.",
+)
+TEMPERATURE_HINTS = Hints(
+    "temperature",
+    "The temperature reshapes the distribution BEFORE the softmax: it acts on the logits.",
+    "Divide (not multiply) the logits by T: T < 1 widens the gaps between them (sharper), T > 1 "
+    "narrows them (flatter); then take the softmax over the last dimension.",
+    "Dividing the probabilities by T after the softmax only rescales them: once renormalised, the "
+    "distribution is the same as at T = 1.",
+)
+CHI_SQUARE_HINTS = Hints(
+    "chi-square statistic",
+    "Pearson's statistic compares each observed count O_i with its expected count E_i.",
+    "The expected count of category i is the number of draws times its probability: "
+    "E_i = n p_i, with n the total of the observed counts.",
+    "Sum the squared gaps, each divided by its EXPECTED count (not the observed one): "
+    "sum_i (O_i - E_i)^2 / E_i. It is one number, not a p-value.",
+)
+HINTS = {h.name: h for h in (TOP_K_HINTS, TOP_P_HINTS, TEMPERATURE_HINTS, CHI_SQUARE_HINTS)}
 
 
 def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
@@ -22,81 +69,244 @@ def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
 
 
 def _same_mask(out: Any, want: torch.Tensor) -> bool:
+    """Same kept positions, kept values unchanged, the rest -inf."""
     if not isinstance(out, torch.Tensor) or out.shape != want.shape:
         return False
     keep_out, keep_want = torch.isfinite(out), torch.isfinite(want)
-    return bool((keep_out == keep_want).all()) and torch.equal(out[keep_out], want[keep_want])
+    if not bool((keep_out == keep_want).all()):
+        return False
+    removed = out[~keep_out]
+    return torch.equal(out[keep_out], want[keep_want]) and bool((removed == -math.inf).all())
 
 
 _LOGITS = torch.tensor([0.5, 3.0, -1.0, 2.0, 1.0, 2.5, -2.0, 0.0])
 
 
+def _filter_diagnosis(out: Any, x: torch.Tensor, want: torch.Tensor) -> str | None:
+    """The misconceptions common to both filters, or None."""
+    if not isinstance(out, torch.Tensor):
+        return f"expected a tensor of logits, got {type(out).__name__}"
+    if out.shape != x.shape:
+        return (
+            f"expected the full {tuple(x.shape)} vector of logits in vocabulary order, got shape "
+            f"{tuple(out.shape)} (torch.topk or torch.sort alone returns the kept values only)"
+        )
+    keep = torch.isfinite(want)
+    if bool(torch.isfinite(out).all()) and torch.equal(out, x.masked_fill(~keep, 0.0)):
+        return (
+            "the removed logits were set to 0, not -inf: a logit of 0 still has probability "
+            "e^0 / Z > 0 after the softmax, so nothing is removed"
+        )
+    if torch.allclose(out, torch.softmax(want, dim=-1)) or torch.allclose(
+        out, torch.softmax(x, dim=-1).masked_fill(~keep, 0.0)
+    ):
+        return "these are probabilities; the filter returns logits (removed ones at -inf)"
+    if bool(torch.isfinite(out).all()):
+        return "nothing was set to -inf: the removed tokens keep a probability above 0"
+    if bool((torch.isfinite(out) == keep).all()):
+        return "the right tokens are kept, but their logits must stay unchanged"
+    return None
+
+
 def check_top_k(fn: Callable[[torch.Tensor, int], torch.Tensor] | None) -> bool:
-    """``fn(logits, k)``: keep the ``k`` largest logits unchanged, the others ``-inf``."""
-    name = "top-k filter"
-    hint = "torch.topk(logits, k).values[..., -1:] is the k-th largest; mask what is below it"
-    if unanswered(fn, name, hint):
+    """``fn(logits, k)``: keep the ``k`` largest logits unchanged, the others ``-inf``.
+
+    Recognised: keeping k - 1 (``<=`` instead of ``<``) or k + 1; the k smallest; one threshold for
+    the whole batch; removed logits set to 0 instead of -inf; probabilities or only the top values
+    returned; kept logits changed.
+    """
+    name, hints = TOP_K_HINTS.name, TOP_K_HINTS
+    if unanswered(fn, name, hints):
         return False
     if not callable(fn):
-        return report(False, name, hint, "answer must be a function fn(logits, k)")
-    for k in (1, 3, 8):
+        return failed(name, "the answer must be a function fn(logits, k)", hints)
+    for k in (3, 1, 8):
         out, err = _call(fn, _LOGITS.clone(), k)
         if err:
-            return report(False, name, hint, err)
-        if not _same_mask(out, top_k_filter(_LOGITS, k)):
-            kept = int(torch.isfinite(out).sum()) if isinstance(out, torch.Tensor) else None
-            return report(
-                False,
-                name,
-                hint,
-                f"k={k}: expected the {k} largest logits kept (unchanged) and the rest -inf"
-                + (f"; {kept} kept" if kept is not None else ""),
-            )
+            return failed(name, err, hints)
+        want = top_k_filter(_LOGITS, k)
+        if _same_mask(out, want):
+            continue
+        why = _filter_diagnosis(out, _LOGITS, want)
+        if why is None:
+            kept = int(torch.isfinite(out).sum())
+            if _same_mask(out, _smallest_k(_LOGITS, k)):
+                why = "it keeps the k SMALLEST logits; top-k keeps the largest"
+            elif kept == k - 1:
+                why = (
+                    f"k={k}: {kept} kept: the k-th largest logit itself was dropped (a strict "
+                    "comparison the wrong way round: keep the logits NOT BELOW it)"
+                )
+            elif kept == k + 1:
+                why = f"k={k}: {kept} kept, one too many (an off-by-one in the threshold)"
+            else:
+                why = f"k={k}: expected the {k} largest logits kept and the rest -inf; {kept} kept"
+        return failed(name, why, hints)
     batch = torch.stack([_LOGITS, -_LOGITS])
     out, err = _call(fn, batch.clone(), 2)
-    if err or not _same_mask(out, top_k_filter(batch, 2)):
-        return report(False, name, hint, "on a (2, V) batch, filter each row on its own (dim=-1)")
-    return report(True, name)
+    if err:
+        return failed(
+            name, f"on a (2, V) batch {err} (the threshold must broadcast per row)", hints
+        )
+    if not _same_mask(out, top_k_filter(batch, 2)):
+        return failed(
+            name,
+            "on a (2, V) batch each row must be filtered on its own: the k-th largest is taken "
+            "along dim=-1, per row, not over the whole batch",
+            hints,
+        )
+    return passed(name)
+
+
+def _smallest_k(x: torch.Tensor, k: int) -> torch.Tensor:
+    return x.masked_fill(x > torch.topk(x, k, largest=False).values[..., -1:], -math.inf)
+
+
+def _sorted_drop(x: torch.Tensor, p: float, rule: str) -> torch.Tensor:
+    """Top-p filters built with a wrong rule, to recognise them (``x`` is ``(V,)``)."""
+    descending = rule != "ascending"
+    s, order = torch.sort(x, descending=descending)
+    sp = torch.softmax(s, -1)
+    if rule == "logits":  # accumulates logits instead of probabilities
+        drop = s.cumsum(-1) - s >= p
+    elif rule in ("crossing", "crossing, top kept"):  # keeps only a running total <= p
+        drop = sp.cumsum(-1) > p
+        if rule == "crossing, top kept":
+            drop[0] = False
+    else:  # "ascending": the right rule on the wrong end of the ranking
+        drop = sp.cumsum(-1) - sp >= p
+    return x.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), -math.inf)
+
+
+def _unsorted_drop(x: torch.Tensor, p: float) -> torch.Tensor:
+    probs = torch.softmax(x, -1)
+    return x.masked_fill(probs.cumsum(-1) - probs >= p, -math.inf)
+
+
+_TOP_P_WRONG = {
+    "the token whose probability makes the running total cross p was dropped (and, when the top "
+    "token alone exceeds p, even the most likely token): it belongs to the nucleus, whose mass "
+    "must REACH p. Drop a token only when the tokens ranked above it already reach p": (
+        lambda x, p: _sorted_drop(x, p, "crossing")
+    ),
+    "the token whose probability makes the running total cross p was dropped: it belongs to the "
+    "nucleus, whose mass must REACH p": lambda x, p: _sorted_drop(x, p, "crossing, top kept"),
+    "it accumulated the logits, not the probabilities: the mass that must reach p is a sum of "
+    "softmax probabilities": lambda x, p: _sorted_drop(x, p, "logits"),
+    "the cumulative sum runs in vocabulary order: sort the tokens by probability first, then "
+    "accumulate": _unsorted_drop,
+    "it keeps the LEAST likely tokens: sort in descending order, so that the running total starts "
+    "from the most likely token": lambda x, p: _sorted_drop(x, p, "ascending"),
+}
 
 
 def check_top_p(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) -> bool:
-    """``fn(logits, p)``: keep the smallest set of top tokens whose probability reaches ``p``."""
-    name = "top-p filter"
-    hint = (
-        "sort descending, cumsum the softmax; drop a token when the tokens ranked ABOVE it "
-        "already reach p (cumulative - prob >= p), so the top token is always kept"
-    )
-    if unanswered(fn, name, hint):
+    """``fn(logits, p)``: keep the smallest set of top tokens whose probability reaches ``p``.
+
+    Recognised: dropping the token that crosses p (and with it, sometimes the top token); the
+    cumulative sum in vocabulary order (no sort); the cumulative sum of logits; an ascending sort;
+    removed logits set to 0; probabilities returned; the top token dropped.
+    """
+    name, hints = TOP_P_HINTS.name, TOP_P_HINTS
+    if unanswered(fn, name, hints):
         return False
     if not callable(fn):
-        return report(False, name, hint, "answer must be a function fn(logits, p)")
+        return failed(name, "the answer must be a function fn(logits, p)", hints)
     peaked = torch.tensor([5.0, 1.0, 0.5, 0.0, -1.0])
-    for logits, p in ((peaked, 0.3), (_LOGITS, 0.5), (_LOGITS, 0.9), (_LOGITS, 1.0)):
+    cases = ((_LOGITS, 0.5), (_LOGITS, 0.9), (peaked, 0.3), (_LOGITS, 1.0), (peaked, 0.99))
+    outs = []
+    for logits, p in cases:
         out, err = _call(fn, logits.clone(), p)
         if err:
-            return report(False, name, hint, err)
+            return failed(name, f"p={p}: {err}", hints)
+        outs.append(out)
+    if all(_same_mask(o, top_p_filter(x, p)) for o, (x, p) in zip(outs, cases, strict=True)):
+        return passed(name)
+    # a whole answer that behaves like a known wrong rule on every case: name that rule
+    for why, wrong in _TOP_P_WRONG.items():
+        if all(_same_mask(o, wrong(x, p)) for o, (x, p) in zip(outs, cases, strict=True)):
+            return failed(name, why, hints)
+    for out, (logits, p) in zip(outs, cases, strict=True):
         want = top_p_filter(logits, p)
-        if isinstance(out, torch.Tensor) and out.shape == logits.shape:
+        if _same_mask(out, want):
+            continue
+        why = _filter_diagnosis(out, logits, want)
+        if why is None:
+            kept, n_want = int(torch.isfinite(out).sum()), int(torch.isfinite(want).sum())
             if not bool(torch.isfinite(out[logits.argmax()])):
-                return report(False, name, hint, f"p={p}: the most likely token was dropped")
-        if not _same_mask(out, want):
-            return report(
-                False,
-                name,
-                hint,
-                f"p={p}: expected {int(torch.isfinite(want).sum())} tokens kept, unchanged",
-            )
-    return report(True, name)
+                top = float(torch.softmax(logits, -1).max())
+                why = (
+                    f"p={p}: the most likely token was dropped (its probability is {top:.2f}). "
+                    "A token is dropped only when the tokens ABOVE it reach p, so the top token "
+                    "always stays"
+                )
+            else:
+                why = (
+                    f"p={p}: expected the {n_want} most likely tokens kept, unchanged; {kept} kept"
+                )
+        return failed(name, why, hints)
+    return passed(name)  # pragma: no cover (unreachable: some case failed above)
+
+
+def check_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) -> bool:
+    """``fn(logits, T)``: the distribution sampled from at temperature ``T > 0`` (probabilities).
+
+    Recognised: the temperature applied after the softmax (not normalised, or renormalised to the
+    T = 1 distribution); multiplying by T instead of dividing; subtracting T; logits returned.
+    """
+    name, hints = TEMPERATURE_HINTS.name, TEMPERATURE_HINTS
+    if unanswered(fn, name, hints):
+        return False
+    if not callable(fn):
+        return failed(name, "the answer must be a function fn(logits, temperature)", hints)
+    x = _LOGITS
+    for t in (0.5, 2.0, 1.0):
+        out, err = _call(fn, x.clone(), t)
+        if err:
+            return failed(name, err, hints)
+        want = torch.softmax(x / t, dim=-1)
+        if isinstance(out, torch.Tensor) and out.shape == x.shape:
+            if torch.allclose(out.double(), want.double(), atol=1e-6):
+                continue
+            p1 = torch.softmax(x, dim=-1)
+            if torch.allclose(out, p1 / t, atol=1e-6):
+                why = (
+                    f"T={t}: the temperature was applied AFTER the softmax: p / T does not sum "
+                    "to 1 and does not change the shape of the distribution"
+                )
+            elif torch.allclose(out, p1, atol=1e-6):
+                why = (
+                    f"T={t}: this is the T = 1 distribution: dividing probabilities by T and "
+                    "renormalising changes nothing; the temperature acts on the logits"
+                )
+            elif torch.allclose(out, torch.softmax(x * t, dim=-1), atol=1e-6):
+                why = (
+                    f"T={t}: the logits were MULTIPLIED by T: then T < 1 flattens and T > 1 "
+                    "sharpens, the opposite of temperature"
+                )
+            elif torch.allclose(out, x / t, atol=1e-6):
+                why = "these are the scaled logits; the answer is their softmax (probabilities)"
+            elif not torch.allclose(out.sum(), torch.tensor(1.0, dtype=out.dtype), atol=1e-5):
+                why = f"T={t}: the probabilities must sum to 1"
+            else:
+                why = f"T={t}: the values differ from the softmax of the logits at temperature {t}"
+            return failed(name, why, hints)
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return failed(name, f"expected a tensor of shape {tuple(x.shape)}, got {got}", hints)
+    return passed(name)
 
 
 def check_chi_square(fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -> bool:
-    """``fn(observed_counts, probs)``: Pearson's statistic ``sum (O - E)^2 / E`` with ``E = n p``."""
-    name = "chi-square statistic"
-    hint = "E = observed.sum() * probs; return ((observed - E) ** 2 / E).sum() (divide by E, not O)"
-    if unanswered(fn, name, hint):
+    """``fn(observed_counts, probs)``: Pearson's statistic ``sum (O - E)^2 / E`` with ``E = n p``.
+
+    Recognised: dividing by O (Neyman's statistic); E = p (forgot n); no division; gaps not squared
+    (plain or absolute); the p-value instead of the statistic.
+    """
+    name, hints = CHI_SQUARE_HINTS.name, CHI_SQUARE_HINTS
+    if unanswered(fn, name, hints):
         return False
     if not callable(fn):
-        return report(False, name, hint, "answer must be a function fn(observed, probs)")
+        return failed(name, "the answer must be a function fn(observed, probs)", hints)
     cases = [
         (torch.tensor([48.0, 30.0, 22.0]), torch.tensor([0.5, 0.3, 0.2])),
         (torch.tensor([10.0, 70.0, 20.0, 100.0]), torch.tensor([0.1, 0.3, 0.1, 0.5])),
@@ -104,13 +314,50 @@ def check_chi_square(fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -
     for obs, p in cases:
         out, err = _call(fn, obs.clone(), p.clone())
         if err:
-            return report(False, name, hint, err)
-        e = obs.sum() * p
-        want = float(((obs - e) ** 2 / e).sum())
+            return failed(name, err, hints)
         try:
             val = float(out)
-        except (TypeError, ValueError):
-            return report(False, name, hint, f"expected one number, got {out!r}")
-        if not math.isclose(val, want, rel_tol=1e-4):
-            return report(False, name, hint, f"expected {want:.4f}, got {val:.4f}")
-    return report(True, name)
+        except (TypeError, ValueError, RuntimeError):
+            return failed(name, f"expected one number, got {type(out).__name__}", hints)
+        e = obs.sum() * p
+        want = float(((obs - e) ** 2 / e).sum())
+        if math.isclose(val, want, rel_tol=1e-4):
+            continue
+        import scipy.stats
+
+        wrong = {
+            "divided by the OBSERVED counts (Neyman's statistic); Pearson's divides by the "
+            "expected ones": float(((obs - e) ** 2 / obs).sum()),
+            "the expected counts are n * p, not the probabilities p themselves": float(
+                ((obs - p) ** 2 / p).sum()
+            ),
+            "each squared gap must be divided by its expected count": float(((obs - e) ** 2).sum()),
+            "the gaps must be squared (plain gaps cancel out: they sum to 0)": float(
+                ((obs - e) / e).sum()
+            ),
+            "the gaps must be squared, not taken in absolute value": float(
+                ((obs - e).abs() / e).sum()
+            ),
+            "that is a p-value; the exercise asks for the statistic itself": float(
+                scipy.stats.chi2.sf(want, len(obs) - 1)
+            ),
+        }
+        for why, bad in wrong.items():
+            if math.isclose(val, bad, rel_tol=1e-4, abs_tol=1e-9):
+                return failed(name, why, hints)
+        return failed(name, f"expected {want:.4f}, got {val:.4f}", hints)
+    return passed(name)
+
+
+def check_count_prediction(answer: float | None, actual: int, expected: float) -> bool:
+    """Predict-then-run: how many of 10,000 fresh draws give the top token (within 10%)."""
+    sd = math.sqrt(expected * (1 - expected / 10_000))
+    return check_prediction(
+        answer,
+        actual,
+        "prediction: count in 10,000 draws",
+        rel_tol=0.1,
+        explain=f"a token of probability p is drawn about n p = {expected:.0f} times in n draws; "
+        f"the count varies from run to run by about sqrt(n p (1 - p)) = {sd:.0f}, so predictions "
+        "near n p are right to within a few tens",
+    )
