@@ -313,7 +313,6 @@ def train_model(
             raise FileExistsError(f"out_dir {out} exists and is not a folder")
         if not resume:
             out.mkdir(parents=True, exist_ok=True)  # fails now, not after the first step
-    opt = _optimizer(model, cfg)
     log = {
         "config": dataclasses.asdict(model.config),
         "train_config": dataclasses.asdict(cfg),
@@ -340,6 +339,8 @@ def train_model(
         for f in (checkpoint_name, OPTIMIZER_FILE):
             if not (out / f).is_file():
                 raise FileNotFoundError(f"cannot resume: {out / f} is missing")
+    opt = _optimizer(model, cfg)
+    if resume:
         saved = load_model(out / checkpoint_name)
         model.load_state_dict(saved.state_dict())
         opt.load_state_dict(torch.load(out / OPTIMIZER_FILE, weights_only=True))
