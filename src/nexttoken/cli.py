@@ -136,13 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _generate(args) -> int:
+    out = _Out(sys.stdout)  # before any work (even importing torch): a closed stdout fails now
+
     import torch
 
     from .book import load_book_encoding, load_book_model
     from .generate import check_max_new_tokens, generate
     from .sampling import check_sampling_args, filtered_probs
 
-    out = _Out(sys.stdout)  # before any work: a closed stdout is an error now, not later
     check_max_new_tokens(args.max_new_tokens)
     if not args.prompt:
         raise ValueError("the prompt is empty: give some text to continue")
