@@ -23,8 +23,8 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks notebooks
-	$(BIN)/ruff format --check src tests benchmarks notebooks
+	$(BIN)/ruff check src tests benchmarks notebooks website
+	$(BIN)/ruff format --check src tests benchmarks notebooks website
 
 unit: setup
 	$(BIN)/python -m pytest tests -q -n 2 --disable-socket --allow-unix-socket
@@ -83,8 +83,8 @@ site-check: site
 	fi
 
 format: setup
-	$(BIN)/ruff check --fix src tests benchmarks notebooks
-	$(BIN)/ruff format src tests benchmarks notebooks
+	$(BIN)/ruff check --fix src tests benchmarks notebooks website
+	$(BIN)/ruff format src tests benchmarks notebooks website
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -64,18 +64,23 @@ def write_toc(stage: Path, chapters: list[str], solutions: list[str]) -> None:
     (stage / "_toc.yml").write_text("\n".join(lines) + "\n")
 
 
-def widget_gallery(shots: list[Path]) -> str:
-    """Markdown figures of the widget screenshots (figures/widgets/*.png, from make screenshots)."""
-    if not shots:
-        return "(No widget screenshots yet: `make screenshots` takes them.)"
-    parts = []
+def widget_gallery(shots: list[Path], chapters: list[str]) -> str:
+    """A grid of the widgets' first views (figures/widgets/NN_name.png, from make screenshots; the
+    NN_name-control.png shots after a control moved are left out), each linked to its chapter."""
+    cards = []
     for shot in shots:
-        name = shot.stem.replace("_", " ")
-        parts.append(
-            f"```{{figure}} figures/widgets/{shot.name}\n:alt: screenshot of the {name} widget\n"
-            f":class: nt-widget-shot\n:width: 100%\n\nThe {name} widget.\n```\n"
+        number, _, name = shot.stem.partition("_")
+        chapter = next((c for c in chapters if c.startswith(f"{number}_")), None)
+        if "-" in shot.stem or chapter is None:
+            continue
+        cards.append(
+            f":::{{grid-item-card}} {number} · the {name.replace('_', ' ')} widget\n"
+            f":link: notebooks/{chapter}\n:link-type: doc\n:img-bottom: figures/widgets/{shot.name}\n"
+            f":img-alt: screenshot of the {name.replace('_', ' ')} widget\n:::\n"
         )
-    return "\n".join(parts)
+    if not cards:
+        return "(No widget screenshots yet: `make screenshots` takes them.)"
+    return "::::{grid} 1 2 2 2\n:gutter: 2\n\n" + "\n".join(cards) + "::::\n"
 
 
 def copy(src: Path, dst: Path) -> None:
@@ -133,7 +138,7 @@ def stage_book(notebooks: Path, screenshots: Path, stage: Path) -> tuple[int, in
     text = index.read_text()
     if GALLERY_MARK not in text:
         raise ValueError(f"{index}: the marker {GALLERY_MARK} is missing")
-    index.write_text(text.replace(GALLERY_MARK, widget_gallery(shots)))
+    index.write_text(text.replace(GALLERY_MARK, widget_gallery(shots, [p.stem for p in chapters])))
     vendor(stage / "_vendor")
     return len(chapters), len(solutions)
 
