@@ -1,4 +1,5 @@
-"""Notebook 09's checkers accept right answers and reject the typical wrong ones; its figures draw."""
+"""Notebook 09's checkers: each right answer passes; each recognised wrong answer fails and names its
+misconception; hints are staged and never give the answer away. Its figures draw."""
 
 from __future__ import annotations
 
@@ -8,81 +9,148 @@ from matplotlib.figure import Figure
 
 from nexttoken.checkpoint import CONV1D_WEIGHTS
 from nexttoken.exercises import gpt2 as ex
+from nexttoken.exercises import reset_hints
 from nexttoken.viz.gpt2 import parity_figure, speed_figure
 
 PARAMS = 124_439_808
+BW = ex.ROOFLINE_BANDWIDTH
+
+
+@pytest.fixture(autouse=True)
+def fresh_hints():
+    reset_hints()
+    yield
+    reset_hints()
+
+
+def run(check, answer, capsys):
+    ok = check(answer)
+    return ok, capsys.readouterr().out
 
 
 def right_convert(stored):
     return {k: v.t() if k.endswith(CONV1D_WEIGHTS) else v for k, v in stored.items()}
 
 
-def test_convert_block(capsys):
-    assert ex.check_convert_block(right_convert)
-    assert ex.check_convert_block(lambda s: {k: v.t() if v.dim() == 2 else v for k, v in s.items()})
-    assert not ex.check_convert_block(None)
-    assert "TODO" in capsys.readouterr().out
-    assert not ex.check_convert_block(lambda s: s)  # forgot the transpose: shapes refuse it
-    # transposed only the non-square ones: loads, but attn.c_proj is wrong
-    assert not ex.check_convert_block(
-        lambda s: {
-            k: v.t() if v.dim() == 2 and v.shape[0] != v.shape[1] else v for k, v in s.items()
-        }
+CONVERT_WRONG = {
+    "nothing was transposed": lambda s: s,
+    "is square": lambda s: {
+        k: v.t() if v.dim() == 2 and v.shape[0] != v.shape[1] else v for k, v in s.items()
+    },
+    "reshaped, not transposed": lambda s: {
+        k: v.reshape(v.shape[::-1]) if k.endswith(CONV1D_WEIGHTS) else v for k, v in s.items()
+    },
+    "prefix": lambda s: {f"transformer.h.0.{k}": v for k, v in right_convert(s).items()},
+    "missing": lambda s: {k: v for k, v in right_convert(s).items() if "ln_1" not in k},
+    "raised ZeroDivisionError": lambda s: 1 / 0,
+    "expected a dict": lambda s: list(s),
+    "must be a function": "not a function",
+}
+
+
+def test_convert_block_right(capsys):
+    assert run(ex.check_convert_block, right_convert, capsys)[0]
+    fn = lambda s: {k: v.T if v.dim() == 2 else v for k, v in s.items()}  # noqa: E731
+    assert run(ex.check_convert_block, fn, capsys)[0]
+    ok, out = run(ex.check_convert_block, None, capsys)
+    assert not ok and out.startswith("TODO")
+
+
+@pytest.mark.parametrize("why", list(CONVERT_WRONG))
+def test_convert_block_wrong(why, capsys):
+    ok, out = run(ex.check_convert_block, CONVERT_WRONG[why], capsys)
+    assert not ok and out.startswith("FAIL convert one block: ") and why in out, out
+
+
+@pytest.mark.parametrize(
+    "answer, why",
+    [
+        (set(CONV1D_WEIGHTS), "not all four"),
+        (set(), "one of them does load"),
+        ({"attn.c_proj.weight", "mlp.c_proj.weight"}, "(3072, 768) in the file: not square"),
+        ({"attn.c_attn.weight"}, "(768, 2304) in the file: not square"),
+        ({"wte.weight"}, "not Conv1D weight names"),
+        (3, "a set of names"),
+    ],
+)
+def test_silent_transposes(answer, why, capsys):
+    assert run(ex.check_silent_transposes, {"attn.c_proj.weight"}, capsys)[0]
+    assert run(ex.check_silent_transposes, "attn.c_proj.weight", capsys)[0]
+    ok, out = run(ex.check_silent_transposes, answer, capsys)
+    assert not ok and why in out, out
+
+
+@pytest.mark.parametrize(
+    "answer, why",
+    [
+        (BW / (PARAMS * 2), "bf16"),
+        (BW / (PARAMS * 32), "bits and bytes"),
+        (BW * 8 / (PARAMS * 4), "bits and bytes"),
+        (BW / PARAMS, "counts parameters, not bytes"),
+        (BW / ((PARAMS + 50257 * 768) * 4), "tied"),
+        (PARAMS * 4 / BW, "seconds per token"),
+        (1000.0, "got 1e+03"),
+        ("40", "must be a number"),
+        (True, "must be a number"),
+    ],
+)
+def test_roofline(answer, why, capsys):
+    assert run(ex.check_roofline, BW / (PARAMS * 4), capsys)[0]
+    ok, out = run(ex.check_roofline, answer, capsys)
+    assert not ok and why in out, out
+
+
+def diffs(ref, ours):
+    return [(a - b).abs().max().item() for a, b in zip(ref, ours, strict=False)]
+
+
+HIDDEN_WRONG = {
+    "final LayerNorm": lambda r, o, m: diffs(r, o.hidden_states),  # HF's last is after ln_f
+    "off by one": lambda r, o, m: diffs(
+        r, [*o.hidden_states[1:-1], o.final_hidden, o.final_hidden]
+    ),
+    "not return fixed numbers": lambda r, o, m: [0.0] * 3,
+    "expected 3 numbers": lambda r, o, m: [0.0] * 2,
+    "list of numbers": lambda r, o, m: None,
+}
+
+
+def test_hidden_pairs_right(capsys):
+    ok, _ = run(
+        ex.check_hidden_pairs,
+        lambda r, o, m: diffs(r, [*o.hidden_states[:-1], o.final_hidden]),
+        capsys,
     )
-    assert "square" in capsys.readouterr().out
-    assert not ex.check_convert_block(lambda s: {k: v for k, v in s.items() if "ln_1" not in k})
-    assert not ex.check_convert_block(lambda s: 1 / 0)
-    assert not ex.check_convert_block("not a function")
+    assert ok
+    fn = lambda r, o, m: diffs(r, [*o.hidden_states[:-1], m.transformer.ln_f(o.hidden_states[-1])])  # noqa: E731
+    assert run(ex.check_hidden_pairs, fn, capsys)[0]
+    assert not run(ex.check_hidden_pairs, None, capsys)[0]
 
 
-def test_silent_transposes():
-    assert ex.check_silent_transposes({"attn.c_proj.weight"})
-    assert ex.check_silent_transposes("attn.c_proj.weight")
-    assert not ex.check_silent_transposes(None)
-    assert not ex.check_silent_transposes(set())
-    assert not ex.check_silent_transposes(set(CONV1D_WEIGHTS))
-    assert not ex.check_silent_transposes({"attn.c_proj.weight", "mlp.c_proj.weight"})
-    assert not ex.check_silent_transposes({"wte.weight"})
-    assert not ex.check_silent_transposes(3)
+@pytest.mark.parametrize("why", list(HIDDEN_WRONG))
+def test_hidden_pairs_wrong(why, capsys):
+    ok, out = run(ex.check_hidden_pairs, HIDDEN_WRONG[why], capsys)
+    assert not ok and why in out, out
 
 
-def test_roofline(capsys):
-    assert ex.check_roofline(ex.ROOFLINE_BANDWIDTH / (PARAMS * 4))
-    assert not ex.check_roofline(None)
-    assert not ex.check_roofline(ex.ROOFLINE_BANDWIDTH / (PARAMS * 2))  # bf16
-    assert "bf16" in capsys.readouterr().out
-    assert not ex.check_roofline(ex.ROOFLINE_BANDWIDTH / (PARAMS * 32))  # bits
-    assert not ex.check_roofline(ex.ROOFLINE_BANDWIDTH / ((PARAMS + 50257 * 768) * 4))  # untied
+def test_stored_tensors_prediction(capsys):
+    assert ex.check_stored_tensors(52, 52)
+    assert not ex.check_stored_tensors(53, 52)  # counted lm_head as a stored tensor
     assert "tied" in capsys.readouterr().out
-    assert not ex.check_roofline(ex.ROOFLINE_BANDWIDTH / PARAMS)
-    assert not ex.check_roofline("40")
-    assert not ex.check_roofline(True)
+    assert not ex.check_stored_tensors(None, 52)
+    assert not ex.check_stored_tensors("52", 52)
 
 
-def diffs(ref, out, model, last):
-    return [
-        (a - b).abs().max().item()
-        for a, b in zip(ref, [*out.hidden_states[:-1], last], strict=True)
-    ]
-
-
-def test_hidden_pairs(capsys):
-    assert ex.check_hidden_pairs(lambda r, o, m: diffs(r, o, m, o.final_hidden))
-    assert ex.check_hidden_pairs(
-        lambda r, o, m: diffs(r, o, m, m.transformer.ln_f(o.hidden_states[-1]))
-    )
-    assert not ex.check_hidden_pairs(None)
-    # naive pairing: HF's last entry is after ln_f, ours is before
-    assert not ex.check_hidden_pairs(lambda r, o, m: diffs(r, o, m, o.hidden_states[-1]))
-    assert "LayerNorm" in capsys.readouterr().out
-    assert not ex.check_hidden_pairs(lambda r, o, m: [0.0] * 3)  # does not compare anything
-    assert not ex.check_hidden_pairs(lambda r, o, m: [0.0] * 2)
-    assert not ex.check_hidden_pairs(
-        lambda r, o, m: [
-            (a - b).abs().max().item() for a, b in zip(r, o.hidden_states[1:], strict=False)
-        ]
-    )  # off by one
-    assert not ex.check_hidden_pairs(lambda r, o, m: None)
+def test_hints_are_staged_and_never_the_answer(capsys):
+    outs = [run(ex.check_roofline, BW / (PARAMS * 2), capsys)[1] for _ in range(3)]
+    assert [o.split("Hint ")[1][:3] for o in outs] == ["1/2", "2/2", "2/2"]
+    outs = [run(ex.check_convert_block, CONVERT_WRONG["is square"], capsys)[1] for _ in range(4)]
+    assert [o.split("Hint ")[1][:3] for o in outs] == ["1/3", "2/3", "3/3", "3/3"]
+    solutions = ["{'attn.c_proj.weight'}", '{"attn.c_proj.weight"}', "final_hidden", "/ (124"]
+    solutions += ["v.t() if", "v.T if", "* 4)"]
+    for hints in ex.HINTS.values():
+        for stage in hints.stages:
+            assert not any(s in stage for s in solutions), stage
 
 
 def test_parity_figure():
