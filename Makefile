@@ -58,10 +58,11 @@ bench: setup
 	$(BIN)/python benchmarks/decode.py
 
 # The book as an offline website (website/build.py): the executed notebooks as they are, never re-run.
-# NOTEBOOKS_DIR builds it from another copy; site-check crawls it in Chromium (tests/site/).
+# NOTEBOOKS_DIR builds it from another copy; site-check crawls it in Chromium (tests/site/), and
+# skips loudly where Chromium, Playwright or npm is missing (fails instead when CI is set).
 NOTEBOOKS_DIR ?= notebooks
 SITE_DIR      ?= site
-CHROMIUM      ?= /usr/bin/chromium
+CHROMIUM      ?= $(or $(firstword $(wildcard /usr/bin/chromium /usr/bin/chromium-browser /Applications/Chromium.app/Contents/MacOS/Chromium)),$(shell command -v chromium chromium-browser google-chrome 2>/dev/null | head -n 1),/usr/bin/chromium)
 NODE_STAMP    := website/node_modules/.package-lock.json
 
 $(NODE_STAMP): website/package.json website/package-lock.json
@@ -71,15 +72,20 @@ $(NODE_STAMP): website/package.json website/package-lock.json
 site: setup $(NODE_STAMP)
 	$(BIN)/python website/build.py --notebooks $(NOTEBOOKS_DIR) --out $(SITE_DIR)
 
-site-check: site
-	@if [ -x "$(CHROMIUM)" ] && $(BIN)/python -c "import playwright" 2>/dev/null; then \
+site-check: setup
+	@why=""; \
+	if [ ! -x "$(CHROMIUM)" ]; then why="no Chromium at $(CHROMIUM) (apt-get install chromium, or CHROMIUM=...)"; \
+	elif ! $(BIN)/python -c "import playwright" 2>/dev/null; then why="Playwright for Python is not installed"; \
+	elif ! command -v npm >/dev/null; then why="no npm (Node.js 20) to install the site's JavaScript"; fi; \
+	if [ -z "$$why" ]; then \
+	  $(MAKE) --no-print-directory site && \
 	  SITE_DIR=$(SITE_DIR) CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/site/check_site.py -q -s; \
 	elif [ -n "$$CI" ]; then \
-	  echo "site check: no Chromium at $(CHROMIUM) or no Playwright, and CI must run it" >&2; exit 1; \
+	  echo "site check: $$why, and CI must run it" >&2; exit 1; \
 	else \
-	  echo "**************************************************************************************"; \
-	  echo "*** SKIPPED the website check: no Chromium at $(CHROMIUM) (apt-get install chromium) ***"; \
-	  echo "**************************************************************************************"; \
+	  echo "******************************************************************************"; \
+	  echo "*** SKIPPED the website check (make site-check): $$why"; \
+	  echo "******************************************************************************"; \
 	fi
 
 format: setup
