@@ -135,3 +135,42 @@ def test_next_token_widget_advances_and_resets(tiny_model):
     reset.click()
     assert w.loop_state["records"] == [] and len(out.outputs) == 1
     assert not plt.get_fignums()
+
+
+def test_context_times_interleaved_two_clocks(tiny_model):
+    from nexttoken.viz.loop import context_times, context_timing_figure, part_times
+
+    n = tiny_model.config.block_size
+    ids = torch.arange(n).remainder(tiny_model.config.vocab_size).reshape(1, n)
+    lengths = [1, n // 2, n]
+    times = context_times(tiny_model, ids, lengths, rounds=3)
+    for clock in ("wall", "cpu"):
+        for kind in ("recompute", "cache"):
+            assert [len(t) for t in times[clock][kind]] == [3, 3, 3]
+            assert all(x >= 0 for t in times[clock][kind] for x in t)
+    parts = part_times(tiny_model, ids, lengths, rounds=2)
+    assert set(parts) == {"linear layers", "attention", "GELU + LayerNorm", "logits"}
+    assert all(len(v) == 3 and min(v) >= 0 for v in parts.values())
+    for fig in (
+        context_timing_figure(lengths, times),
+        context_timing_figure(lengths, times, parts),
+    ):
+        assert isinstance(fig, Figure) and not plt.fignum_exists(fig.number)
+
+
+def test_context_times_bad_input(tiny_model):
+    from nexttoken.viz.loop import context_times, context_timing_figure, part_times
+
+    ids = torch.zeros(1, 4, dtype=torch.long)
+    for bad in ([0], [5], []):
+        with pytest.raises(ValueError, match="lengths"):
+            context_times(tiny_model, ids, bad)
+    with pytest.raises(ValueError, match="rounds"):
+        part_times(tiny_model, ids, [2], rounds=0)
+    with pytest.raises(ValueError, match=r"\(1, N\)"):
+        context_times(tiny_model, torch.zeros(2, 4, dtype=torch.long), [2])
+    with pytest.raises(TypeError, match="GPT"):
+        context_times("model", ids, [2])
+    times = context_times(tiny_model, ids, [1, 2], rounds=1)
+    with pytest.raises(ValueError, match="same length"):
+        context_timing_figure([1, 2, 3], times)
