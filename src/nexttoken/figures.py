@@ -118,6 +118,22 @@ def _gpt2_decode_speed() -> Figure:
     return speed_figure(rates)
 
 
+def _serving_timeline() -> Figure:
+    from .book import load_book_encoding, load_book_model
+    from .viz.serving import DEMO_LINES, DEMO_NEW_TOKENS, run_schedulers, timeline_figure
+
+    enc = load_book_encoding()
+    work = [(enc.encode(t), n) for t, n in zip(DEMO_LINES, DEMO_NEW_TOKENS, strict=True)]
+    engines = run_schedulers(load_book_model(), work, max_batch=4)
+    return timeline_figure({k: [h["slots"] for h in e.history] for k, e in engines.items()}, 4)
+
+
+def _serving_paging() -> Figure:
+    from .viz.serving import chat_lengths, paging_figure
+
+    return paging_figure(chat_lengths(), max_len=1024, block_tokens=[16, 64])
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "pipeline.png": lambda: pipeline_figure(),
     "tokens_chips.png": _tokens_chips,  # notebook 01
@@ -129,6 +145,8 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "kv_cache_memory.png": _kv_cache_memory,  # notebook 07
     "book_training_curve.png": _book_training_curve,  # notebook 08
     "gpt2_decode_speed.png": _gpt2_decode_speed,  # notebook 09 (benchmarks/results.json)
+    "serving_paging_waste.png": _serving_paging,  # notebook 10
+    "serving_continuous_batching.png": _serving_timeline,  # notebook 10
 }
 
 
