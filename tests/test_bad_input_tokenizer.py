@@ -130,11 +130,11 @@ def _edit_one_line(data: bytes) -> bytes:
 @pytest.mark.parametrize(
     "damage, what",
     [
-        (_edit_one_line, "two ranks swapped"),
-        (lambda d: b"\n".join(d.split(b"\n")[:1501]) + b"\n", "cut at a line boundary"),
-        (lambda d: d[: len(d) // 2], "cut mid-line"),
-        (lambda d: d.replace(b"AA== 0", b"AA= 0", 1), "base64 padding broken"),
-        (lambda d: b"", "empty"),
+        (_edit_one_line, "it parses, but to 4095 ranks"),
+        (lambda d: b"\n".join(d.split(b"\n")[:1501]) + b"\n", "it parses, but to 1501 ranks"),
+        (lambda d: d[: len(d) // 2], "it does not even parse"),
+        (lambda d: d.replace(b"AA== 0", b"AA= 0", 1), "line 1: b'AA=' is not valid base64"),
+        (lambda d: b"", "it parses, but to 0 ranks"),
     ],
 )
 def test_damaged_book_ranks_are_refused_with_the_path(ranks_copy, damage, what):
@@ -142,7 +142,8 @@ def test_damaged_book_ranks_are_refused_with_the_path(ranks_copy, damage, what):
     path.write_bytes(damage(data))
     with pytest.raises(ValueError) as info:
         tokenizer._book_ranks()
-    assert "sha256 mismatch" in str(info.value) and str(path) in str(info.value), what
+    msg = str(info.value)
+    assert "sha256 mismatch" in msg and str(path) in msg and what in msg
 
 
 def test_missing_book_ranks_names_the_path(ranks_copy):

@@ -225,10 +225,14 @@ def _book_ranks() -> dict[bytes, int]:
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != BOOK_RANKS_SHA256:
+        try:  # say what is wrong with it, as far as the format shows
+            found = f"it parses, but to {len(load_tiktoken_ranks(data))} ranks (4095 expected)"
+        except ValueError as err:
+            found = f"it does not even parse: {err}"
         raise ValueError(
             f"sha256 mismatch for {path}: got {digest}, expected {BOOK_RANKS_SHA256} (pinned in "
-            f"nexttoken.tokenizer.BOOK_RANKS_SHA256 and the model card); the file was changed or "
-            f"cut, refusing to use it"
+            f"nexttoken.tokenizer.BOOK_RANKS_SHA256 and the model card): the file was changed or "
+            f"cut ({found}); refusing to use it. Reinstall the package or restore the file"
         )
     return load_tiktoken_ranks(data, source=str(path))
 
