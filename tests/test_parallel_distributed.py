@@ -1,0 +1,123 @@
+"""Tensor and pipeline parallelism over real gloo processes, against one process (notebook 12).
+
+Each test launches ``python -m nexttoken.parallel`` in a subprocess, which starts the ranks itself
+(sockets are blocked only inside this pytest process; the ranks talk over 127.0.0.1). One launch
+checks the book model and a random GPT-2-shaped model, each in float32 and float64.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CONFIGS = "book,gpt2-shaped"
+
+
+def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "nexttoken.parallel", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def report(*args: str) -> dict:
+    proc = run(
+        *args,
+        "--config",
+        CONFIGS,
+        "--dtype",
+        "float32,float64",
+        "--repeat",
+        "0",
+        "--tokens",
+        "8",
+        "--new-tokens",
+        "4",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def check_equal(rep: dict, tp: int, pp: int) -> None:
+    assert (rep["tp"], rep["pp"]) == (tp, pp)
+    assert len(rep["checks"]) == 4
+    for c in rep["checks"]:
+        name = f"{c['config']} {c['dtype']}"
+        if c["dtype"] == "float64":  # the split is exact: only rounding differs
+            assert c["max_abs_diff"] < 1e-10, name
+        else:  # float32: within 1e-5, relative to the logits' size (the book's reach 17)
+            assert c["max_abs_diff"] <= 1e-5 * max(1.0, c["max_abs_logit"]), name
+        assert c["greedy_equal"], name
+        assert c["bytes_equal"], name
+        for r in c["bytes"]:
+            for row in r["rows"]:
+                assert row["counted"] == row["formula"], (name, r["rank"], row)
+
+
+@pytest.mark.parametrize("tp", [2, 4])
+def test_tensor_parallel_equals_one_process(tp):
+    rep = report("--tp", str(tp), *(["--dtensor"] if tp == 2 else []))
+    check_equal(rep, tp, 1)
+    for c in rep["checks"]:
+        if tp == 2 and c["dtype"] == "float32":  # PyTorch's own DTensor split: same logits
+            assert c["dtensor_max_abs_diff"] <= 1e-6 * max(1.0, c["max_abs_logit"])
+        # each rank's KV cache holds its heads only: 1/T of the full cache
+        assert c["cache_bytes_per_rank"] == [c["cache_bytes_full"] // tp] * tp
+        rows = c["bytes"][0]["rows"]
+        assert all(row["calls"]["all_reduce"] == 2 * 4 or c["config"] != "book" for row in rows)
+
+
+def test_pipeline_parallel_equals_one_process():
+    rep = report("--pp", "2", "--n-micro", "2", "--batch", "4")
+    check_equal(rep, 1, 2)
+    c = rep["checks"][0]
+    assert c["stages"] == [[0, 2], [2, 4]]
+    # the timeline: 2 stages x 2 micro-batches, stage 1 starts micro-batch j after stage 0 ends it
+    tl = {(s, j): (t0, t1) for s, j, t0, t1 in c["timeline"]}
+    assert set(tl) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert tl[(1, 0)][0] >= tl[(0, 0)][1] and tl[(1, 1)][0] >= tl[(0, 1)][1]
+
+
+def test_tensor_times_pipeline_equals_one_process():
+    rep = report("--tp", "2", "--pp", "2", "--n-micro", "2", "--batch", "4")
+    check_equal(rep, 2, 2)
+    for c in rep["checks"]:
+        senders = [r for r in c["bytes"] if any(row["counted"]["send"] for row in r["rows"])]
+        assert [r["rank"] for r in senders] == [0, 1]  # stage 0's two tensor-parallel ranks
+
+
+def test_a_failed_rank_makes_the_others_fail_not_hang():
+    proc = run("--tp", "2", "--config", "book", "--fail-rank", "1", "--timeout", "30")
+    assert proc.returncode == 1
+    assert "rank 1 failed first" in proc.stderr
+    assert "injected failure on rank 1" in proc.stderr
+    assert "killed" not in proc.stderr  # rank 0 failed by itself (its peer closed), no hang
+    assert "rank 0: exit code 1: rank 0: another rank died" in proc.stderr
+
+
+def test_a_silent_rank_makes_the_others_time_out():
+    proc = run("--tp", "2", "--config", "book", "--stall-rank", "1", "--timeout", "3")
+    assert proc.returncode == 1
+    assert "rank 0: exit code 1: rank 0: no answer from another rank within the 3 s" in proc.stderr
+    assert "rank 1: killed (hung)" in proc.stderr
+    assert "rank 1 hung; the others timed out waiting for it" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tp", "3"], "n_head=4 is not divisible by tp=3"),
+        (["--pp", "5"], "pp=5 stages > n_layer=4 blocks"),
+        (["--pp", "2", "--n-micro", "3", "--batch", "4"], "not divisible by --n-micro 3"),
+        (["--config", "nope"], "unknown config 'nope'"),
+        (["--config", "gpt2-shaped", "--tp", "5"], "n_head=12 is not divisible by tp=5"),
+    ],
+)
+def test_a_split_that_cannot_work_is_a_clear_error(args, message, capsys):
+    from nexttoken.parallel.__main__ import parse_args
+
+    with pytest.raises(SystemExit) as e:  # before any process starts
+        parse_args(args)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
