@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from nexttoken import tokenizer
+from nexttoken import bpe, tokenizer
 from nexttoken.tokenizer import (
     BOOK_RANKS_SHA256,
     dump_tiktoken_ranks,
@@ -70,6 +70,12 @@ ERRORS = [
     (lambda: load_tiktoken_ranks(b"QQ==\n"), ValueError, "got 1 fields"),
     (lambda: load_tiktoken_ranks("QQ== 0"), TypeError, "data must be bytes"),
     (lambda: load_tiktoken_ranks(b"!!! 3", source="x.tiktoken"), ValueError, "x.tiktoken, line 1"),
+    # the from-scratch BPE (nexttoken.bpe) follows the same rules
+    (lambda: bpe.encode("a\ud800b", bpe.byte_ranks()), ValueError, "lone surrogate U+D800"),
+    (lambda: bpe.train("a\udc00b", 300), ValueError, "lone surrogate U+DC00"),
+    (lambda: bpe.decode([256], bpe.byte_ranks()), ValueError, "token id 256 is not in ranks"),
+    (lambda: bpe.encode("abc", {b"a": 0}), ValueError, "not a byte-level table"),
+    (lambda: bpe.train("abc", 255), ValueError, "vocab_size must be >= 256"),
 ]
 
 

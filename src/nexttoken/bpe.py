@@ -34,6 +34,14 @@ def _check_ranks(ranks) -> None:
 def _check_text(text) -> None:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(
+                f"text has a lone surrogate U+{ord(text[err.start]):04X} at index {err.start}: "
+                f"not valid Unicode text, it has no UTF-8 bytes to encode"
+            ) from None
 
 
 def byte_ranks() -> dict[bytes, int]:
