@@ -11,7 +11,12 @@
   }
   function installHub() {
     var mj = window.MathJax;
-    if (!mj || mj.Hub || typeof mj.typesetPromise !== "function") {
+    if (!mj || mj.Hub) {
+      return;
+    }
+    if (typeof mj.typesetPromise !== "function") {
+      // MathJax did not load (only its configuration is there): labels stay as text, widgets render
+      mj.Hub = { Queue: function () {} };
       return;
     }
     mj.Hub = {
