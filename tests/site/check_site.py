@@ -31,6 +31,10 @@ def site() -> Path:
 
 @pytest.fixture(scope="module")
 def report(site):
+    import pytest_socket
+
+    # set up before the per-test fixture of conftest.py: restrict Python to 127.0.0.1 here too
+    pytest_socket.socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
     return crawl(site, chromium=BROWSER)
 
 

@@ -16,5 +16,4 @@ def _no_network():
 
     pytest_socket.enable_socket()
     pytest_socket.socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
-    yield
-    pytest_socket.disable_socket(allow_unix_socket=True)
+    yield  # pytest-socket lifts the restriction after each test
