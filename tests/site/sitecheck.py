@@ -9,7 +9,8 @@ internal HTML page reachable by links is visited; on each one:
 - every formula is typeset by MathJax (each Sphinx ``.math`` element holds an ``mjx-container``)
   and no raw TeX (``$$``, ``\\(``, ``\\[``, ``\\begin{``) is left in the page's text;
 - every saved widget (a ``widget-view+json`` script) is rendered by the widget manager, shows no
-  "Error displaying widget", and its saved picture (a ``data:image/png``) has loaded;
+  "Error displaying widget", and its saved picture (a ``data:image/png``, where the saved state
+  holds one) has loaded;
 - then every internal link (``<a href>`` and ``<link href>``: icons, style sheets) resolves (pages
   visited, other files fetched) and every ``#fragment`` names an element on its target page.
 
@@ -71,6 +72,7 @@ PAGE_FACTS_JS = r"""
            .concat([...document.querySelectorAll("a[name]")].map((a) => a.name)),
     views,
     savedModels: state ? Object.keys(JSON.parse(state.textContent).state || {}) : [],
+    savedPictures: !!state && state.textContent.includes("image/png"),
     kernelNotes: document.querySelectorAll("p.nt-widget-note a[href]").length,
   };
 }
@@ -258,7 +260,7 @@ def crawl(
                     fail(f"widget {view['model_id']} has no saved state: the page cannot show it")
                 elif not view["rendered"] or view["error"]:
                     fail(f"widget {view['model_id']} not rendered")
-                elif view["pictures"] == 0:
+                elif view["pictures"] == 0 and facts["savedPictures"]:
                     fail(f"widget {view['model_id']} shows no saved picture")
             report.kernel_notes += facts["kernelNotes"]
             if facts["kernelNotes"] < sum(v["model_id"] in saved for v in facts["views"]):
