@@ -134,6 +134,12 @@ def _serving_paging() -> Figure:
     return paging_figure(chat_lengths(), max_len=1024, block_tokens=[16, 64])
 
 
+def _tensor_parallel_block() -> Figure:
+    from .viz.parallel import block_split_figure
+
+    return block_split_figure(2)
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "pipeline.png": lambda: pipeline_figure(),
     "tokens_chips.png": _tokens_chips,  # notebook 01
@@ -147,6 +153,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "gpt2_decode_speed.png": _gpt2_decode_speed,  # notebook 09 (benchmarks/results.json)
     "serving_paging_waste.png": _serving_paging,  # notebook 10
     "serving_continuous_batching.png": _serving_timeline,  # notebook 10
+    "tensor_parallel_block.png": _tensor_parallel_block,  # notebook 12
 }
 
 
