@@ -141,8 +141,8 @@ def check_prediction(
     if not math.isfinite(float(answer)):
         return failed(name, f"a prediction must be a finite number, got {answer}")
     if math.isclose(float(answer), float(actual), rel_tol=rel_tol, abs_tol=abs_tol):
-        print(f"PASS {name}: you predicted {answer:g}, the model gives {actual:g}")
+        print(f"PASS {name}: you predicted {answer:g}, the book computes {actual:g}")
         return True
-    msg = f"FAIL {name}: you predicted {answer:g}, the model gives {actual:g}"
+    msg = f"FAIL {name}: you predicted {answer:g}, the book computes {actual:g}"
     print(msg + (f". Why: {explain}" if explain else ""))
     return False
