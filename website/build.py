@@ -100,9 +100,8 @@ def vendor(static: Path) -> None:
     copy(fonts, static / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2")
     copy(WIDGETS / "embed.js", static / "widgets" / "embed.js")
     copy(WIDGETS / "embed.js.LICENSE.txt", static / "widgets" / "embed.js.LICENSE.txt")
-    for font in sorted(
-        WIDGETS.glob("*.woff*")
-    ):  # Font Awesome; every current browser takes woff2/woff
+    # Font Awesome: every browser that runs embed.js reads woff2, the first format its CSS offers
+    for font in sorted(WIDGETS.glob("*.woff2")):
         copy(font, static / "widgets" / font.name)
     copy(WEBSITE / "js" / "nt-widgets.js", static / "widgets" / "nt-widgets.js")
     copy(WEBSITE / "js" / "nt-site.css", static / "nt-site.css")

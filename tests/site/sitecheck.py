@@ -115,6 +115,7 @@ class Report:
     requests: int = 0
     search_hits: int = -1
     search_pages: list[str] = field(default_factory=list)
+    requested: set[str] = field(default_factory=set)  # site paths the browser asked for
     failures: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -207,6 +208,8 @@ def crawl(
 
         def on_request(req):
             report.requests += 1
+            if urlsplit(req.url).netloc == origin:
+                report.requested.add(urlsplit(req.url).path.lstrip("/"))
 
         def on_failed(req):
             if urlsplit(req.url).netloc == origin:  # other hosts are reported by route()
@@ -300,7 +303,11 @@ def crawl(
             current["page"] = f"search.html?q={search}"
             page.goto(urljoin(base, f"search.html?q={search}"), wait_until="load")
             try:
-                page.wait_for_selector("#search-results ul.search li", timeout=timeout_ms)
+                # results are listed one by one; the summary is written once the last is in
+                page.wait_for_function(
+                    "() => !!document.querySelector('#search-results .search-summary')?.innerText",
+                    timeout=timeout_ms,
+                )
             except PlaywrightError:
                 pass
             results = page.locator("#search-results ul.search li a")
