@@ -51,7 +51,8 @@ def parity_figure(
     ax.set_xticks(range(n), labels)
     ax.set_xlabel("depth (embedding output, block outputs, logits)")
     ax.set_ylabel("max |book - reference|")
-    ax.set_title("Where an import goes wrong: difference from the reference, layer by layer")
+    title = "Where an import goes wrong: difference from the reference, layer by layer"
+    ax.set_title(title if highlight is None else f"{title}\n(thick line: {highlight})")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     plt.close(fig)

@@ -217,6 +217,7 @@ def walkthrough_figure(
     ax_bar.barh(range(len(top)), probs, color=colors)
     ax_bar.set_yticks(range(len(top)), labels, family="monospace")
     ax_bar.set_xlabel("probability of the next token")
+    ax_bar.set_title(f"top {len(top)} next tokens", size=10)
     ax_bar.set_xlim(0, max(1e-9, max(probs)) * 1.15)
     for i, p in enumerate(probs):
         ax_bar.text(p, i, f" {p:.3f}", va="center", size=8)

@@ -44,7 +44,7 @@ def sampling_figure(
     text = prompt + "|" + encoding.decode(out[0, ids.size(1) :].tolist())
     labels = [encoding.decode([i]) for i in range(model.config.vocab_size)]
     title = (
-        f"T = {temperature:g}, top_k = {k}, top_p = {p}: "
+        f"T = {temperature:g}, top_k = {k}, top_p = {'None' if p is None else f'{p:g}'}: "
         f"{int((probs > 0).sum()):,} tokens possible; seed {seed}"
     )
     return distribution_text_figure(probs, labels, text, title=title)
