@@ -20,6 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 lab: setup
+	@$(BIN)/jupyter trust $(NOTEBOOKS) >/dev/null  # trusted: their saved widgets show before Run all
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(ARGS)
 
 lint: setup
@@ -27,7 +28,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks notebooks website
 
 unit: setup
-	$(BIN)/python -m pytest tests -q -n 2 --disable-socket --allow-unix-socket
+	$(BIN)/python -m pytest tests -q -n 2 --disable-socket --allow-unix-socket --ignore=tests/browser
 
 nbval: setup
 	$(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
@@ -46,13 +47,32 @@ other-cpus: setup
 	@echo "== simulated CPU: no AVX2, no AVX-512 (SSE4.2)"
 	env $(CPU_DEFAULT) $(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(OTHER_CPU_TESTS) $(NOTEBOOKS)
 
-test: lint unit nbval other-cpus site-check
+test: lint unit nbval other-cpus site-check browser-or-skip
 
 notebooks: setup
 	$(BIN)/python -m nexttoken.execute $(NOTEBOOKS)
 
 figures: setup
 	$(BIN)/python -m nexttoken.figures figures
+
+# Browser tests (tests/browser/): every widget run and driven in JupyterLab in Chromium, and every
+# notebook's saved widgets shown without a kernel. `make test` runs them when Chromium is here.
+browser: setup
+	$(BIN)/python -m pytest tests/browser -q -p no:randomly $(BROWSER_ARGS)
+
+browser-or-skip: setup
+	@why="$$($(BIN)/python tests/browser/browserlab.py)"; \
+	if [ -z "$$why" ]; then $(MAKE) --no-print-directory browser; \
+	elif [ -n "$$CI" ]; then echo "browser tests: $$why, and CI must run them" >&2; exit 1; \
+	else \
+	  echo "******************************************************************************"; \
+	  echo "*** SKIPPED the browser tests: $$why"; \
+	  echo "******************************************************************************"; \
+	fi
+
+# figures/widgets/: each widget's first view and its view after one change, as the browser shows them
+screenshots: setup
+	$(BIN)/python -m pytest tests/browser/test_widgets.py -q -p no:randomly --update-screenshots
 
 bench: setup
 	$(BIN)/python benchmarks/decode.py
