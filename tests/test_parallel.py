@@ -159,3 +159,14 @@ def test_gpt3_175b_on_8_gpus_on_paper():
     assert not one["fits"] and one["allreduce_payload"] == 0
     x = pp_vs_tp_across_nodes(tokens=2048)
     assert x["tp16_bytes"] > 300 * x["tp8_pp2_bytes"]
+
+
+def test_a_shard_serves_padded_batches_through_the_cache_interface(model):
+    """generate_batch (left padding, per-row positions, a mask) runs on a shard unchanged."""
+    from nexttoken.batching import generate_batch
+
+    shard = shard_for_rank(model, 0, 1)
+    prompts = [[1, 2, 3, 4], [5, 6], [7]]
+    want = generate_batch(model, prompts, 5, temperature=0.0)
+    got = generate_batch(shard, prompts, 5, temperature=0.0)
+    assert [list(map(int, g)) for g in got] == [list(map(int, w)) for w in want]

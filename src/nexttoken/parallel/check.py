@@ -178,7 +178,9 @@ def run_check(
         row["formula"] = _formula(part, tp, B, N, cfg.n_embd, nb)
         bytes_rows.append(row)
 
+    # wall time, and CPU time (which other processes on a busy machine do not inflate)
     times = {"one_process": None, "parallel": None}
+    cpu = {"one_process": None, "parallel": None}
     with torch.no_grad():  # one process alone (the others wait), then every rank its part
         for name, fn in (("one_process", lambda: model(ids)), ("parallel", lambda: part(ids))):
             if not repeat:
@@ -188,13 +190,24 @@ def run_check(
                 fn()  # warm-up
                 if name == "parallel":
                     dist.barrier()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(repeat):
                     fn()
+                cpu[name] = (time.process_time() - c0) / repeat
                 if name == "parallel":
                     dist.barrier()  # the pass ends when the last rank is done
                 times[name] = (time.perf_counter() - t0) / repeat
             dist.barrier()
+        if repeat and rank == 0:  # one process on every core: what the split competes with
+            threads = torch.get_num_threads()
+            torch.set_num_threads(max(2, os.cpu_count() or 1))
+            model(ids)
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                model(ids)
+            times["one_process_all_cores"] = (time.perf_counter() - t0) / repeat
+            torch.set_num_threads(threads)
+        dist.barrier()
     timeline = part.timeline if isinstance(part, PipelineStage) else []
 
     mine = {
@@ -204,6 +217,7 @@ def run_check(
         "bytes": bytes_rows,
         "timeline": timeline,
         "cache_bytes": part.new_cache(batch, tokens).nbytes(),
+        "cpu_parallel_s": cpu["parallel"],
     }
     if dtensor and pp == 1 and dtype == "float32":
         from .dtensor import dtensor_logits
@@ -238,6 +252,10 @@ def run_check(
         "cache_bytes_full": model.new_cache(batch, tokens).nbytes(),
         "time_one_process_s": times["one_process"],
         "time_parallel_s": times["parallel"],
+        "time_one_process_all_cores_s": times.get("one_process_all_cores"),
+        "threads_all_cores": max(2, os.cpu_count() or 1),
+        "cpu_one_process_s": cpu["one_process"],
+        "cpu_parallel_s_per_rank": [r["cpu_parallel_s"] for r in everyone],
         "timeline": sorted(
             [s, j, t0 - t_min, t1 - t_min] for r in everyone for (s, j, t0, t1) in r["timeline"]
         ),

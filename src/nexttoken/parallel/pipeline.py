@@ -108,6 +108,8 @@ class PipelineStage(nn.Module):
         past = 0 if cache is None else cache.length
         self.inner.check_ids(ids, past)
         B, N = ids.shape
+        if cache is not None:
+            cache.check(B, N)
         m = self.n_micro if cache is None else 1  # decoding with a cache: one micro-batch
         if B % m:
             raise ValueError(f"batch size {B} is not divisible by n_micro={m} micro-batches")
@@ -125,7 +127,7 @@ class PipelineStage(nn.Module):
         for work in pending:
             work.wait()
         if cache is not None:
-            cache.length = past + N
+            cache.advance(N)
         return torch.cat(outs, dim=0) if self.is_last else None
 
     def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> ShardCache:

@@ -91,6 +91,30 @@ class ShardCache:
         """Bytes this rank's cache holds (its heads only)."""
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
+    # the cache interface of nexttoken.model.KVCache: check before a pass, update in every block,
+    # advance after the pass
+    def check(self, batch_size: int, n_new: int) -> None:
+        """Raise ValueError unless ``n_new`` more tokens for ``batch_size`` rows fit."""
+        if self.k[0].size(0) != batch_size:
+            raise ValueError(
+                f"cache was made for batch size {self.k[0].size(0)}, ids have {batch_size}"
+            )
+        if self.length + n_new > self.max_len:
+            raise ValueError(f"the cache holds at most {self.max_len} tokens")
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write keys/values ``(B, H_local, N, d_head)`` at ``length``; return all to attend over."""
+        start, N = self.length, k.size(2)
+        self.k[layer].narrow(2, start, N).copy_(k)
+        self.v[layer].narrow(2, start, N).copy_(v)
+        return self.k[layer].narrow(2, 0, start + N), self.v[layer].narrow(2, 0, start + N)
+
+    def advance(self, n_new: int) -> None:
+        """Count ``n_new`` tokens as held (once per forward pass)."""
+        self.length += n_new
+
 
 def all_reduce(x: torch.Tensor, group) -> torch.Tensor:
     """Sum ``x`` over ``group`` (in place; looked up on ``torch.distributed`` at call time, so a
@@ -132,7 +156,11 @@ class ShardBlock(nn.Module):
         self.ln_1, self.ln_2 = _copy(block.ln_1), _copy(block.ln_2)
 
     def attention(
-        self, x: torch.Tensor, cache: ShardCache | None = None, layer: int = 0
+        self,
+        x: torch.Tensor,
+        cache: ShardCache | None = None,
+        layer: int = 0,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """This rank's heads, then its partial output projection: ``(B, N, d) -> (B, N, d)`` partial."""
         B, N, _ = x.shape
@@ -141,14 +169,12 @@ class ShardBlock(nn.Module):
         q, k, v = (
             t.view(B, N, h, self.d_head).transpose(1, 2) for t in qkv.split(h * self.d_head, -1)
         )
-        if cache is not None:
-            start = cache.length
-            cache.k[layer].narrow(2, start, N).copy_(k)
-            cache.v[layer].narrow(2, start, N).copy_(v)
-            k = cache.k[layer].narrow(2, 0, start + N)
-            v = cache.v[layer].narrow(2, 0, start + N)
+        if cache is not None:  # any cache with the KVCache interface (a paged one too)
+            k, v = cache.update(layer, k, v)
         T = k.size(2)
-        if N == 1:
+        if mask is not None:  # (B, 1, N, T), True = may attend: padded or paged batches
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif N == 1:
             y = F.scaled_dot_product_attention(q, k, v)
         elif N == T:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -158,12 +184,16 @@ class ShardBlock(nn.Module):
         return self.attn_proj(y)
 
     def forward(
-        self, x: torch.Tensor, cache: ShardCache | None = None, layer: int = 0
+        self,
+        x: torch.Tensor,
+        cache: ShardCache | None = None,
+        layer: int = 0,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        a = all_reduce(self.attention(self.ln_1(x), cache, layer), self.group)  # all-reduce 1
+        a = all_reduce(self.attention(self.ln_1(x), cache, layer, mask), self.group)  # 1st
         x = x + (a + self.attn_bias)
         h = F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")  # local columns: no communication
-        m = all_reduce(self.mlp_proj(h), self.group)  # all-reduce 2
+        m = all_reduce(self.mlp_proj(h), self.group)  # 2nd all-reduce
         return x + (m + self.mlp_bias)
 
 

@@ -79,15 +79,34 @@ class ParallelGPT(GPT):
             dtype=self.lm_head.weight.dtype,
         )
 
-    def embed(self, idx: torch.Tensor, past: int = 0) -> torch.Tensor:
-        """Token + position embeddings: ids ``(B, N)`` -> ``(B, N, d)``."""
-        N = idx.size(1)
-        return self.transformer.wte(idx.long()) + self.transformer.wpe.weight[past : past + N]
+    def embed(
+        self, idx: torch.Tensor, past: int = 0, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Token + position embeddings: ids ``(B, N)`` -> ``(B, N, d)``.
 
-    def blocks(self, x: torch.Tensor, cache: ShardCache | None = None) -> torch.Tensor:
+        Positions are ``past .. past + N - 1``, or ``positions`` ``(B, N)`` when given.
+        """
+        if positions is None:
+            N = idx.size(1)
+            return self.transformer.wte(idx.long()) + self.transformer.wpe.weight[past : past + N]
+        if positions.shape != idx.shape:
+            raise ValueError(
+                f"positions must have the shape of ids {tuple(idx.shape)}, "
+                f"got {tuple(positions.shape)}"
+            )
+        if int(positions.min()) < 0 or int(positions.max()) >= self.config.block_size:
+            raise ValueError(f"positions must be in [0, {self.config.block_size - 1}]")
+        return self.transformer.wte(idx.long()) + self.transformer.wpe(positions)
+
+    def blocks(
+        self,
+        x: torch.Tensor,
+        cache: ShardCache | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Every block of this rank in order: ``(B, N, d) -> (B, N, d)``."""
         for i, block in enumerate(self.transformer.h):
-            x = block(x, cache, i)
+            x = block(x, cache, i, mask)
         return x
 
     def head(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
@@ -105,8 +124,14 @@ class ParallelGPT(GPT):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         last_only: bool = False,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> GPTOutput:
-        """The forward pass of one rank; the logits are the full ``(B, N, V)`` on every rank."""
+        """The forward pass of one rank; the logits are the full ``(B, N, V)`` on every rank.
+
+        The arguments are :meth:`GPT.run`'s; ``cache`` is anything with the KV-cache interface
+        (``length``, ``check``, ``update``, ``advance``) holding this rank's heads.
+        """
         if output_hidden_states or output_attentions:
             raise ValueError(
                 "a tensor-parallel shard does not collect hidden states or attention weights; "
@@ -114,15 +139,11 @@ class ParallelGPT(GPT):
             )
         past = 0 if cache is None else cache.length
         self.check_ids(idx, past)
-        if cache is not None and cache.k[0].size(0) != idx.size(0):
-            raise ValueError(
-                f"cache was made for batch size {cache.k[0].size(0)}, ids have {idx.size(0)}"
-            )
-        if cache is not None and past + idx.size(1) > cache.max_len:
-            raise ValueError(f"the cache holds at most {cache.max_len} tokens")
-        x = self.blocks(self.embed(idx, past), cache)
         if cache is not None:
-            cache.length = past + idx.size(1)
+            cache.check(idx.size(0), idx.size(1))
+        x = self.blocks(self.embed(idx, past, positions), cache, attn_mask)
+        if cache is not None:
+            cache.advance(idx.size(1))
         return GPTOutput(self.head(x, last_only), None, None, None)
 
 
