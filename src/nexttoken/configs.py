@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .model import GPTConfig
 
-__all__ = ["CONFIGS", "get_config", "names", "GPT2_FAMILY", "GPT3_FAMILY", "BOOK"]
+__all__ = ["CONFIGS", "get_config", "names", "GPT2_FAMILY", "GPT3_FAMILY", "BOOK", "BOOK_DRAFT"]
 
 _V = 50257  # GPT-2/GPT-3 vocabulary (r50k_base): 50,000 merges + 256 bytes + <|endoftext|>
 
@@ -54,7 +54,17 @@ GPT3_FAMILY: dict[str, GPTConfig] = {
 #: The book's own model, trained on 37 Shakespeare plays with the book's 4096-token BPE.
 BOOK = GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=256, name="book")
 
-CONFIGS: dict[str, GPTConfig] = {**GPT2_FAMILY, **GPT3_FAMILY, "book": BOOK}
+#: The book's draft model for speculative decoding (notebook 11): same encoding, one block, d = 128.
+BOOK_DRAFT = GPTConfig(
+    vocab_size=4096, block_size=256, n_layer=1, n_head=4, n_embd=128, name="book-draft"
+)
+
+CONFIGS: dict[str, GPTConfig] = {
+    **GPT2_FAMILY,
+    **GPT3_FAMILY,
+    "book": BOOK,
+    "book-draft": BOOK_DRAFT,
+}
 
 
 def names() -> list[str]:
