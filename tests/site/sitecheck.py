@@ -5,7 +5,8 @@ counted as a failure, and Chromium cannot resolve any other host at all. From th
 internal HTML page reachable by links is visited; on each one:
 
 - no request fails (aborted, network error or HTTP status >= 400) and no JS error is raised;
-- every ``<img>`` has loaded (``naturalWidth > 0``);
+- every ``<img>`` has loaded (``naturalWidth > 0``), and the page fits a phone's width (the crawl
+  runs on a 390 x 844 screen: nothing scrolls sideways but code blocks and wide tables);
 - every formula is typeset by MathJax (each Sphinx ``.math`` element holds an ``mjx-container``)
   and no raw TeX (``$$``, ``\\(``, ``\\[``, ``\\begin{``) is left in the page's text;
 - every saved widget (a ``widget-view+json`` script) is rendered by the widget manager, shows no
@@ -32,6 +33,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 CHROMIUM = "/usr/bin/chromium"
 VIEW_TYPE = "application/vnd.jupyter.widget-view+json"
 STATE_TYPE = "application/vnd.jupyter.widget-state+json"
+PHONE = (390, 844)  # the crawl's screen, in CSS pixels: a phone held upright
 
 # Evaluated in each page once it has loaded, MathJax has finished and the widgets have rendered.
 PAGE_FACTS_JS = r"""
@@ -74,6 +76,7 @@ PAGE_FACTS_JS = r"""
     savedModels: state ? Object.keys(JSON.parse(state.textContent).state || {}) : [],
     savedPictures: !!state && state.textContent.includes("image/png"),
     kernelNotes: document.querySelectorAll("p.nt-widget-note a[href]").length,
+    width: document.documentElement.scrollWidth,
   };
 }
 """.replace("__VIEW__", VIEW_TYPE).replace("__STATE__", STATE_TYPE)
@@ -172,6 +175,7 @@ def crawl(
     search: str | None = "softmax",
     chromium: str = CHROMIUM,
     timeout_ms: int = 20_000,
+    viewport: tuple[int, int] = PHONE,
 ) -> Report:
     """Visit every page reachable from ``start`` (at most ``max_pages``) and check it; see module doc."""
     from playwright.sync_api import Error as PlaywrightError
@@ -189,7 +193,9 @@ def crawl(
             # no host but the site's resolves, whatever a page asks for
             args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
         )
-        context = browser.new_context(service_workers="block")
+        context = browser.new_context(
+            service_workers="block", viewport={"width": viewport[0], "height": viewport[1]}
+        )
         current = {"page": start}
 
         def fail(what: str) -> None:
@@ -245,6 +251,8 @@ def crawl(
             except PlaywrightError as err:
                 fail(f"page did not finish loading: {str(err).splitlines()[0]}")
             facts = page.evaluate(PAGE_FACTS_JS)
+            if facts["width"] > viewport[0]:
+                fail(f"page wider than the screen: {facts['width']} px > {viewport[0]} px")
             for img in facts["images"]:
                 report.images += 1
                 if not img["ok"]:
