@@ -28,7 +28,7 @@ WEBSITE = ROOT / "website"
 NODE = WEBSITE / "node_modules"
 STAGE = ROOT / ".site-build"
 
-# (source under node_modules, destination under the site's _static/): what the pages load
+# the npm packages the pages' JavaScript comes from (see vendor())
 MATHJAX = NODE / "mathjax" / "es5"
 WIDGETS = NODE / "@jupyter-widgets" / "html-manager" / "dist"
 GALLERY_MARK = "<!-- nt-site:widget-gallery -->"
@@ -160,11 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "site")
     parser.add_argument("--screenshots", type=Path, default=ROOT / "figures" / "widgets")
     args = parser.parse_args(argv)
+    out = args.out.resolve()
     start = time.perf_counter()
-    shutil.rmtree(STAGE, ignore_errors=True)  # a clean build every time: nothing stale survives
-    n_chapters, n_solutions = stage_book(
-        args.notebooks.resolve(), args.screenshots.resolve(), STAGE / "src"
-    )
+    try:
+        if out.exists() and any(out.iterdir()) and not (out / ".buildinfo").exists():
+            raise ValueError(f"{out} exists and is not a site built before: not replacing it")
+        shutil.rmtree(STAGE, ignore_errors=True)  # a clean build every time: nothing stale survives
+        n_chapters, n_solutions = stage_book(
+            args.notebooks.resolve(), args.screenshots.resolve(), STAGE / "src"
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"make site: {err}", file=sys.stderr)
+        return 2
     jb = Path(sys.executable).with_name("jupyter-book")
     env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
     cmd = [str(jb), "build", str(STAGE / "src"), "--path-output", str(STAGE), "--builder", "html"]
@@ -177,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         return proc.returncode
     for line in warnings:
         print(line, file=sys.stderr)
-    out = args.out.resolve()
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(STAGE / "_build" / "html", out)

@@ -111,3 +111,10 @@ def test_page_fixes_scripts_and_annotates_widgets():
     assert body.count('class="nt-widget-note"') == 1  # the saved widget: needs a kernel to move
     assert body.count('class="nt-widget-missing"') == 1  # the unsaved one: said, not hidden
     assert body.count('href="../index.html#run-the-book-yourself"') == 2
+
+
+def test_an_output_folder_that_is_not_a_site_is_never_replaced(tmp_path, capsys):
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert build.main(["--out", str(tmp_path)]) == 2
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+    assert "not a site built before" in capsys.readouterr().err
