@@ -148,3 +148,14 @@ def test_bad_engine_arguments(book):
         Engine(book, max_batch=1, num_blocks=0, block_tokens=4)
     with pytest.raises(TypeError, match="static"):
         Engine(book, max_batch=1, num_blocks=1, block_tokens=4, static=1)
+    with pytest.raises(TypeError, match="clock"):
+        Engine(book, max_batch=1, num_blocks=1, block_tokens=4, clock=0)
+
+
+def test_clock_stamps_arrival_and_finish(book):
+    ticks = iter(range(100))
+    engine = Engine(book, max_batch=1, num_blocks=4, block_tokens=8, clock=lambda: next(ticks))
+    rid = engine.add_request([1, 2], 2, temperature=0)
+    engine.run()
+    r = engine.requests[rid]
+    assert (r.arrival_time, r.finish_time) == (0, 1)

@@ -227,7 +227,10 @@ class PagedBatch:
         B, H, N, dh = k.shape
         kp.index_copy_(0, self.write_slots, k.transpose(1, 2).reshape(B * N, H, dh))
         vp.index_copy_(0, self.write_slots, v.transpose(1, 2).reshape(B * N, H, dh))
-        return kp[self.read_slots].transpose(1, 2), vp[self.read_slots].transpose(1, 2)
+        flat, (B, T) = self.read_slots.reshape(-1), self.read_slots.shape
+        k_all = kp.index_select(0, flat).view(B, T, H, dh)  # (B, T, H, d_head), through the table
+        v_all = vp.index_select(0, flat).view(B, T, H, dh)
+        return k_all.transpose(1, 2), v_all.transpose(1, 2)
 
     def advance(self, n_new: int) -> None:
         for s in self.seqs:

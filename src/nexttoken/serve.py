@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -86,7 +87,9 @@ class Engine:
     - ``num_blocks``, ``block_tokens``: the KV pool (see :class:`~nexttoken.paged.PagedKVCache`);
     - ``static=True`` turns the scheduler into static batching for comparison: waiting requests
       are admitted only when the batch is empty (finished requests still leave at once, so this
-      baseline never computes padding: it is kinder to static batching than a padded batch is).
+      baseline never computes padding: it is kinder to static batching than a padded batch is);
+    - ``clock``: the function that stamps ``arrival_time`` / ``finish_time`` (default
+      ``time.perf_counter``; a benchmark on a shared machine may pass ``time.process_time``).
 
     ``history`` holds, for every step, the request in each slot (None when idle) and the pool's
     block owners: the notebook draws them.
@@ -100,6 +103,7 @@ class Engine:
         num_blocks: int,
         block_tokens: int,
         static: bool = False,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if not isinstance(model, GPT):
             raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
@@ -108,6 +112,9 @@ class Engine:
         if not isinstance(static, bool):
             raise TypeError(f"static must be True or False, got {static!r}")
         self.static = static
+        if not callable(clock):
+            raise TypeError(f"clock must be a function returning seconds, got {clock!r}")
+        self.clock = clock
         self.cache = PagedKVCache.for_model(model, num_blocks, block_tokens)
         self.requests: dict[int, Request] = {}
         self.waiting: deque[Request] = deque()
@@ -150,7 +157,7 @@ class Engine:
         rid = len(self.requests)
         req = Request(
             rid, prompt, max_new_tokens, temperature, top_k, top_p, generator, stop_token,
-            tokens=list(prompt), arrival_step=self.steps, arrival_time=time.perf_counter(),
+            tokens=list(prompt), arrival_step=self.steps, arrival_time=self.clock(),
         )  # fmt: skip
         self.requests[rid] = req
         if max_new_tokens == 0:  # nothing to compute: generate returns the prompt
@@ -203,7 +210,7 @@ class Engine:
         if req.slot is not None:
             self.slots[req.slot] = None
             self.cache.free(req.id)
-        req.state, req.finish_step, req.finish_time = "finished", self.steps, time.perf_counter()
+        req.state, req.finish_step, req.finish_time = "finished", self.steps, self.clock()
 
     def step(self) -> dict[int, int]:
         """One step: admit, decode every running request by one token, prefill the new ones,
