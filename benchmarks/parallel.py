@@ -40,13 +40,40 @@ def run(tp: int, pp: int, n_micro: int, args) -> dict:
     return rep
 
 
+def markdown(res: dict) -> str:
+    """The RESULTS.md table of a results file."""
+    base = res["runs"][0]
+    one_cpu = base["cpu_one_process_s"]
+    lines = [
+        "| run | wall ms | CPU ms, all ranks | CPU vs one process | max abs diff (fp32) | "
+        "greedy equal | bytes = formula |",
+        "|---|---|---|---|---|---|---|",
+        f"| one process, 1 thread | {base['time_one_process_s'] * 1e3:.1f} | {one_cpu * 1e3:.1f} "
+        "| 1.00 | | | |",
+        f"| one process, {base['threads_all_cores']} threads | "
+        f"{base['time_one_process_all_cores_s'] * 1e3:.1f} | | | | | |",
+    ]
+    for r in res["runs"][1:]:
+        cpu = sum(r["cpu_parallel_s_per_rank"])
+        lines.append(
+            f"| TP={r['tp']} PP={r['pp']} m={r['n_micro']} | {r['time_parallel_s'] * 1e3:.1f} | "
+            f"{cpu * 1e3:.1f} | {cpu / one_cpu:.2f} | {r['max_abs_diff']:.1e} | "
+            f"{r['greedy_equal']} | {r['bytes_equal']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--json", default=str(HERE / "parallel_results.json"))
+    p.add_argument("--markdown", action="store_true", help="print the table of --json and stop")
     args = p.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.json).read_text())))
+        return
     load = os.getloadavg()[0]
     runs = []
     for tp, pp, m in SPLITS:

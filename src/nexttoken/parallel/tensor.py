@@ -8,11 +8,11 @@ only the rank's heads).
 
 The embedding and the output layer are **replicated**, not split. Why: they need no communication
 that way (each rank looks up the same rows and projects the same final vector, so every rank ends
-with the full logits, which sampling needs), and they are small next to the blocks: 1.0 M of the book
-model's 3.2 M parameters here, but 0.6 B of GPT-3 175B's 174.6 B (0.35 %). Megatron splits them by
-vocabulary rows instead, which saves that memory and costs an all-reduce after the embedding and an
-all-gather (or a fused, split softmax) of the logits; at 8 GPUs the replicated table costs each GPU
-1.2 GB of its 141 GB.
+with the full logits, which sampling needs), and in a large model they are small next to the blocks:
+0.64 B of GPT-3 175B's 174.6 B parameters (0.4 %; in the book's small model, 1.1 M of 4.3 M).
+Megatron splits them by vocabulary rows instead, which saves that memory and costs an all-reduce
+after the embedding and an all-gather (or a fused, split softmax) of the logits; at 8 GPUs the
+replicated tables cost each GPU 1.3 GB in fp16.
 """
 
 from __future__ import annotations
