@@ -77,3 +77,14 @@ def test_bad_arguments(tiny_model):
         quantize(nn.Linear(3, 3))
     with pytest.raises(ValueError, match="already quantized"):
         int8_weights(int8_weights(tiny_model))
+
+
+def test_tradeoff_figure_draws():
+    from nexttoken.viz.faster import tradeoff_figure
+
+    rows = {
+        "fp32": {"weight_bytes_per_token": 16e6, "tokens_per_s": 300.0,
+                 "held_out_nats_per_token": 4.31},
+        "int8": {"weight_bytes_per_token": 4e6, "tokens_per_s": 500.0},
+    }  # fmt: skip
+    assert len(tradeoff_figure(rows).axes[0].texts) == 2

@@ -193,3 +193,17 @@ def test_bad_arguments(target, drafts):
         speculative_generate(target, other, [1], 3)
     out, stats = speculative_generate(target, drafts[0], [1, 2], 0)
     assert out.tolist() == [[1, 2]] and stats.target_passes == 0
+
+
+def test_figures_draw(target, drafts):
+    from matplotlib.figure import Figure
+
+    from nexttoken.viz.faster import acceptance_figure, round_figure
+
+    _, stats = speculative_generate(target, drafts[0], [1, 2, 3], 12, k=4, temperature=0)
+    for r in stats.rounds:
+        assert isinstance(round_figure(r), Figure)
+    row = {"tokens_per_round": 2.0, "alpha": 0.6, "measured_tokens_per_s": 90.0,
+           "predicted_tokens_per_s": 95.0}  # fmt: skip
+    fig = acceptance_figure({"pair": {"plain_tokens_per_s": 100.0, "k=2": row, "k=4": row}})
+    assert len(fig.axes) == 2

@@ -47,6 +47,8 @@ __all__ = [
     "accept_or_resample",
     "residual",
     "rollback",
+    "expected_tokens_per_round",
+    "predicted_tokens_per_s",
 ]
 
 
@@ -91,9 +93,36 @@ class SpeculativeStats:
         return self.accepted / self.proposed if self.proposed else 0.0
 
     @property
+    def alpha(self) -> float:
+        """Per-proposal acceptance probability as Leviathan et al. model it (each proposal kept
+        independently with probability alpha): kept / (kept + rejected), counting only the
+        proposals that were checked (those after a rejection never are). 1.0 if none was rejected."""
+        rejected = sum(not r.bonus for r in self.rounds)
+        return self.accepted / (self.accepted + rejected) if self.accepted + rejected else 1.0
+
+    @property
     def tokens_per_pass(self) -> float:
         """New tokens per target pass (plain decoding: 1.0)."""
         return self.new_tokens / self.target_passes if self.target_passes else 0.0
+
+
+def expected_tokens_per_round(alpha: float, k: int) -> float:
+    """Tokens one round emits on average if each proposal is kept with probability ``alpha``
+    independently: ``1 + alpha + ... + alpha^k = (1 - alpha^(k+1)) / (1 - alpha)`` (Leviathan et al.
+    2023, eq. 1)."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return float(k + 1) if alpha == 1 else (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def predicted_tokens_per_s(
+    draft_step_s: float, verify_s: float, k: int, tokens_per_round: float, overhead_s: float = 0.0
+) -> float:
+    """The cost model: a round costs ``k`` draft steps, one target pass over ``k + 1`` tokens
+    (``verify_s``) and a little bookkeeping (``overhead_s``), and emits ``tokens_per_round``
+    tokens (:func:`expected_tokens_per_round`, or measured). Plain decoding is ``1 / step``;
+    speculative decoding wins when ``tokens_per_round * step > k * draft_step + verify``."""
+    return tokens_per_round / (k * draft_step_s + verify_s + overhead_s)
 
 
 def rollback(cache: KVCache, length: int) -> None:

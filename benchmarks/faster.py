@@ -1,0 +1,331 @@
+"""Faster tokens: int8 weights and speculative decoding, measured. The numbers behind notebook 11.
+
+One torch thread, CPU. Every time is this process's CPU time (``time.process_time``; the machine
+may be shared, and a one-thread run's CPU time is inflated much less than its wall time); the
+best of ``--repeats`` runs. Decoding speed is the decoding steps' alone: the time of ``n_long``
+new tokens minus that of ``n_short``, over ``n_long - n_short`` (the prompt's pass cancels).
+
+1. **Kernels**: the ``50257 x 768`` output projection of GPT-2 small for 1, 2 and 5 input rows, in
+   fp32 (``F.linear``), in torch's dynamic int8 (fbgemm/x86) and with ``torch._weight_int8pack_mm``
+   (int8 weights, fp32 activations).
+2. **Weights**: fp32, bf16 and int8 (:func:`nexttoken.quantize.quantize`) for a GPT-2-small-shaped
+   model (random weights) and the book model: bytes read per token, tokens/s of greedy
+   ``generate``, and for the book model the held-out loss (The Tempest) and text side by side.
+3. **Speculative decoding**, for each (target, draft) pair: the cost model (draft step, target pass
+   over ``k + 1`` tokens, acceptance) against measured tokens/s, and against plain greedy
+   ``generate`` in the same run, output checked identical. Pairs: the book model with the book's
+   draft model, the book model with its own int8 copy, GPT-2-shaped fp32 with its own int8 copy.
+
+Run: ``.venv/bin/python benchmarks/faster.py`` (``--sections kernels,weights,speculative``); writes
+``benchmarks/results_faster.json`` and prints a Markdown summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nexttoken import load_book_encoding, load_book_model
+from nexttoken.book import held_out_metrics
+from nexttoken.configs import get_config
+from nexttoken.generate import generate
+from nexttoken.model import GPT
+from nexttoken.quantize import quantize, weight_bytes
+from nexttoken.speculative import (
+    expected_tokens_per_round,
+    predicted_tokens_per_s,
+    rollback,
+    speculative_generate,
+)
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from decode import cpu_name  # noqa: E402
+
+PROMPTS = [  # openings from The Tempest (held out: the models never trained on it)
+    "Boatswain!\nBOATSWAIN.\nHere, master: what cheer?",
+    "PROSPERO.\nBe collected:\nNo more amazement: tell your piteous heart",
+    "MIRANDA.\nIf by your art, my dearest father, you have",
+]
+
+
+def cpu(fn, repeats: int) -> float:
+    """Best CPU time of ``repeats`` calls of ``fn``, in seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def per_token(fn, n_short: int, n_long: int, repeats: int) -> float:
+    """Seconds a token of ``fn(n)`` (which makes ``n`` tokens), the prompt's pass cancelled."""
+    return (cpu(lambda: fn(n_long), repeats) - cpu(lambda: fn(n_short), repeats)) / (
+        n_long - n_short
+    )
+
+
+def kernels(repeats: int) -> dict:
+    torch.manual_seed(0)
+    lin = nn.Linear(768, 50257, bias=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(lin),
+            {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+            dtype=torch.qint8,
+        )[0]
+    w = lin.weight.detach()
+    scale = w.abs().amax(dim=1) / 127
+    w_int8 = torch.round(w / scale[:, None]).to(torch.int8)
+    out = {}
+    with torch.inference_mode():
+        for m in (1, 2, 5):
+            x = torch.randn(m, 768)
+            row = {
+                "fp32_ms": 1e3 * cpu(lambda x=x: F.linear(x, w), 5 * repeats),
+                "int8_dynamic_ms": 1e3 * cpu(lambda x=x: q(x), 5 * repeats),
+            }
+            try:
+                row["int8pack_mm_ms"] = 1e3 * cpu(
+                    lambda x=x: torch._weight_int8pack_mm(x, w_int8, scale), 2 * repeats
+                )
+            except (RuntimeError, AttributeError) as e:  # not on every build
+                row["int8pack_mm_ms"] = None
+                row["int8pack_mm_error"] = str(e)[:200]
+            out[f"rows_{m}"] = {
+                k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
+            }
+    return out
+
+
+def gpt2_shaped() -> GPT:
+    torch.manual_seed(0)
+    return GPT(get_config("gpt2")).eval()
+
+
+def decode_speed(model, prompt, n_short, n_long, repeats) -> float:
+    """Tokens/s of greedy ``generate`` (CPU time, prompt cancelled)."""
+
+    def run(n):
+        generate(model, prompt, n, temperature=0)
+
+    return 1.0 / per_token(run, n_short, n_long, repeats)
+
+
+def weights(repeats: int, n_short: int, n_long: int) -> dict:
+    enc = load_book_encoding()
+    book = load_book_model()
+    res = {}
+    for name, base, prompt in (
+        ("gpt2_shaped", gpt2_shaped(), list(range(8))),
+        ("book", book, enc.encode(PROMPTS[0])),
+    ):
+        rows = {}
+        fp32_out = None
+        for method in ("fp32", "bf16", "int8"):
+            m = base if method == "fp32" else quantize(base, method)
+            row = {
+                "weight_bytes_per_token": weight_bytes(m),
+                "tokens_per_s": round(decode_speed(m, prompt, n_short, n_long, repeats), 2),
+            }
+            out = generate(m, prompt, 40, temperature=0)[0, len(prompt) :].tolist()
+            if fp32_out is None:
+                fp32_out = out
+            row["greedy_tokens_equal_fp32"] = sum(
+                a == b for a, b in zip(out, fp32_out, strict=True)
+            )
+            if name == "book":
+                row["held_out_nats_per_token"] = held_out_metrics(m)["nats_per_token"]
+                row["text"] = enc.decode(out)
+            rows[method] = row
+        for method in ("bf16", "int8"):
+            rows[method]["speedup"] = round(
+                rows[method]["tokens_per_s"] / rows["fp32"]["tokens_per_s"], 3
+            )
+        if name == "book":
+            f = rows["fp32"]["held_out_nats_per_token"]
+            for method in ("bf16", "int8"):
+                rows[method]["loss_delta_pct"] = round(
+                    100 * (rows[method]["held_out_nats_per_token"] - f) / f, 3
+                )
+        res[name] = rows
+    return res
+
+
+def pass_costs(model, context: int, ms: list[int], repeats: int) -> dict[int, float]:
+    """CPU seconds of one cached pass of ``model`` over ``m`` new tokens after ``context`` tokens."""
+    cache = model.new_cache(1, context + max(ms))
+    out = {}
+    with torch.inference_mode():
+        model.run(torch.zeros(1, context, dtype=torch.long), cache=cache)
+        for m in ms:
+            x = torch.ones(1, m, dtype=torch.long)
+
+            def step(x=x, m=m):
+                model.run(x, cache=cache, last_only=(m == 1))
+                rollback(cache, context)
+
+            out[m] = cpu(step, 5 * repeats)
+    return out
+
+
+def round_costs(target, draft, context: int, k: int, repeats: int) -> tuple[float, float]:
+    """CPU seconds of one draft step and of one target pass over ``k + 1`` tokens, timed as a round
+    runs them (``k`` draft steps, then the target's pass, again and again): the two models take
+    turns in the CPU's caches, as they do in :func:`speculative_generate`. Medians of 10 x
+    ``repeats`` rounds."""
+    t_cache = target.new_cache(1, context + k + 1)
+    d_cache = draft.new_cache(1, context + k + 1)
+    one, many = torch.ones(1, 1, dtype=torch.long), torch.ones(1, k + 1, dtype=torch.long)
+    d_times, t_times = [], []
+    with torch.inference_mode():
+        target.run(torch.zeros(1, context, dtype=torch.long), cache=t_cache)
+        draft.run(torch.zeros(1, context, dtype=torch.long), cache=d_cache)
+        for _ in range(10 * repeats):
+            for _ in range(k):
+                t0 = time.process_time()
+                draft.run(one, cache=d_cache, last_only=True)
+                d_times.append(time.process_time() - t0)
+            rollback(d_cache, context)
+            t0 = time.process_time()
+            target.run(many, cache=t_cache)
+            t_times.append(time.process_time() - t0)
+            rollback(t_cache, context)
+    return statistics.median(d_times), statistics.median(t_times)
+
+
+def speculative_pair(target, draft, prompts, ks, n_short, n_long, repeats) -> dict:
+    """Cost model vs measured tokens/s for one pair, for each ``k``; outputs checked identical."""
+    context = len(prompts[0]) + (n_short + n_long) // 2
+    t_costs = pass_costs(target, context, list(range(1, max(ks) + 2)), repeats)
+    d_cost = pass_costs(draft, context, [1], repeats)[1]
+    rows = {"target_step_ms": round(1e3 * t_costs[1], 3), "draft_step_ms": round(1e3 * d_cost, 3)}
+    rows["target_pass_ms"] = {m: round(1e3 * c, 3) for m, c in t_costs.items()}
+    plain = []
+    for p in prompts:
+        plain.append(decode_speed(target, p, n_short, n_long, repeats))
+    plain_tps = sum(plain) / len(plain)
+    rows["plain_tokens_per_s"] = round(plain_tps, 2)
+    # what the loop adds to each model call (argmax and its checks, writing the token): measured
+    # on plain generate, charged once per draft step and once per target pass
+    overhead = max(0.0, 1.0 / plain_tps - t_costs[1])
+    rows["loop_overhead_ms_per_call"] = round(1e3 * overhead, 3)
+    for k in ks:
+        measured, identical, alphas, tpr = [], True, [], []
+        for p in prompts:
+            want = generate(target, p, n_long, temperature=0)
+            got, stats = speculative_generate(target, draft, p, n_long, k=k, temperature=0)
+            identical &= torch.equal(got, want)
+            alphas.append(stats.alpha)
+            tpr.append(stats.tokens_per_pass)
+
+            def run(n, p=p, k=k):
+                speculative_generate(target, draft, p, n, k=k, temperature=0)
+
+            measured.append(1.0 / per_token(run, n_short, n_long, repeats))
+        alpha = sum(alphas) / len(alphas)
+        tokens_per_round = sum(tpr) / len(tpr)
+        tps = sum(measured) / len(measured)
+        c_d, c_v = round_costs(target, draft, context, k, repeats)
+        c_d, c_v = c_d + overhead, c_v + overhead
+        pred_alpha = predicted_tokens_per_s(c_d, c_v, k, expected_tokens_per_round(alpha, k))
+        pred = predicted_tokens_per_s(c_d, c_v, k, tokens_per_round)
+        rows[f"k={k}"] = {
+            "draft_step_in_round_ms": round(1e3 * c_d, 3),
+            "target_pass_in_round_ms": round(1e3 * c_v, 3),
+            "alpha": round(alpha, 3),
+            "tokens_per_round": round(tokens_per_round, 3),
+            "measured_tokens_per_s": round(tps, 2),
+            "predicted_tokens_per_s": round(pred, 2),
+            "predicted_from_alpha_tokens_per_s": round(pred_alpha, 2),
+            "prediction_error_pct": round(100 * (pred - tps) / tps, 1),
+            "speedup_vs_plain": round(tps / plain_tps, 3),
+            "identical_to_generate": identical,
+        }
+    return rows
+
+
+def speculative(repeats: int, n_short: int, n_long: int, ks: list[int], pairs: list[str]) -> dict:
+    enc = load_book_encoding()
+    book = load_book_model()
+    book_prompts = [enc.encode(p) for p in PROMPTS]
+    res = {}
+    if "book+draft" in pairs:
+        from nexttoken import load_book_draft_model
+
+        res["book+draft"] = speculative_pair(
+            book, load_book_draft_model(), book_prompts, ks, n_short, n_long, repeats
+        )
+    if "book+int8" in pairs:
+        res["book+int8"] = speculative_pair(
+            book, quantize(book, "int8"), book_prompts, ks, n_short, n_long, repeats
+        )
+    if "gpt2+int8" in pairs:
+        g = gpt2_shaped()
+        res["gpt2+int8"] = speculative_pair(
+            g, quantize(g, "int8"), [list(range(8)), list(range(100, 108))], ks, n_short,
+            n_long, max(1, repeats - 1),
+        )  # fmt: skip
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sections", default="kernels,weights,speculative")
+    ap.add_argument("--pairs", default="book+draft,book+int8,gpt2+int8")
+    ap.add_argument("--ks", default="1,2,3,4,6")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--short", type=int, default=8)
+    ap.add_argument("--long", type=int, default=40)
+    ap.add_argument("--out", default=str(HERE / "results_faster.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    sections = args.sections.split(",")
+    path = Path(args.out)
+    res = json.loads(path.read_text()) if path.exists() else {}
+    res["machine"] = {
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        "quantized_engine": torch.backends.quantized.engine,
+        "python": platform.python_version(),
+        "threads": 1,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "clock": "process CPU time, best of repeats",
+        "repeats": args.repeats,
+        "new_tokens": [args.short, args.long],
+    }
+    if "kernels" in sections:
+        res["kernels"] = kernels(args.repeats)
+        res["kernels"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(res["kernels"], indent=1), flush=True)
+    if "weights" in sections:
+        res["weights"] = weights(args.repeats, args.short, args.long)
+        res["weights"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(res["weights"], indent=1), flush=True)
+    if "speculative" in sections:
+        ks = [int(k) for k in args.ks.split(",")]
+        spec = speculative(args.repeats, args.short, args.long, ks, args.pairs.split(","))
+        for row in spec.values():
+            row["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        res.setdefault("speculative", {}).update(spec)
+        print(json.dumps(spec, indent=1), flush=True)
+    res["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()

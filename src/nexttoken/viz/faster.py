@@ -1,0 +1,117 @@
+"""Figures of notebook 11 (faster tokens): one speculative round, acceptance against ``k``, and
+the trade-off of bytes per token, tokens/s and held-out loss.
+
+Each function is pure: it takes numbers (a :class:`~nexttoken.speculative.Round`, rows of
+``benchmarks/results_faster.json``) and returns a closed ``Figure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+
+from ..speculative import Round
+
+__all__ = ["round_figure", "acceptance_figure", "tradeoff_figure", "ROUND_COLORS"]
+
+#: kept proposal, rejected proposal, never checked (after a rejection), the target's own token
+ROUND_COLORS = {
+    "kept": "#4c9a2a",
+    "rejected": "#c8453c",
+    "unchecked": "#b0b0b0",
+    "target": "#2b6cb0",
+}
+
+
+def _box(ax, x, y, text, color, w=1.0, h=0.6):
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02", fc=color, ec="black", lw=0.6
+        )
+    )
+    ax.text(x, y, text, ha="center", va="center", fontsize=9, color="white")
+
+
+def round_figure(r: Round, decode: Callable[[int], str] | None = None) -> Figure:
+    """One round of speculative decoding: the draft's proposals (kept, rejected, never checked),
+    the target's argmax at each position, and the token the target adds itself."""
+    label = decode or str
+    k = len(r.proposed)
+    fig, ax = plt.subplots(figsize=(1.3 * (k + 2) + 1, 2.6))
+    ax.text(-0.9, 1.0, "draft\nproposes", ha="right", va="center", fontsize=9)
+    ax.text(-0.9, 0.0, "target\nchooses", ha="right", va="center", fontsize=9)
+    for i, x in enumerate(r.proposed):
+        state = "kept" if i < r.accepted else "rejected" if i == r.accepted else "unchecked"
+        _box(ax, 1.2 * i, 1.0, repr(label(x))[1:-1][:10], ROUND_COLORS[state])
+    for i, t in enumerate(r.target_argmax):
+        agrees, used = i < r.accepted, i == r.accepted  # past the first disagreement: unused
+        color = ROUND_COLORS["kept" if agrees else "target" if used else "unchecked"]
+        _box(ax, 1.2 * i, 0.0, repr(label(t))[1:-1][:10], color)
+    what = "bonus token (all kept)" if r.bonus else f"corrects proposal {r.accepted + 1}"
+    ax.set_title(
+        f"position {r.position}: {r.accepted} of {k} proposals kept, the target adds "
+        f"{label(r.corrected)!r} ({what}): {r.accepted + 1} tokens for one target pass",
+        fontsize=9,
+    )
+    ax.set_xlim(-2.2, 1.2 * k + 0.8)
+    ax.set_ylim(-0.6, 1.6)
+    ax.axis("off")
+    plt.close(fig)
+    return fig
+
+
+def acceptance_figure(pairs: dict[str, dict]) -> Figure:
+    """For each pair (rows of ``results_faster.json["speculative"]``): the acceptance ``alpha`` and
+    tokens per target pass against ``k`` (left), measured and predicted speed-up (right)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, rows in pairs.items():
+        ks = sorted(int(key[2:]) for key in rows if key.startswith("k="))
+        got = [rows[f"k={k}"] for k in ks]
+        (line,) = a.plot(
+            ks, [g["tokens_per_round"] for g in got], "o-", label=f"{name}: tokens/pass"
+        )
+        a.plot(ks, [g["alpha"] for g in got], "s--", color=line.get_color(), label=f"{name}: alpha")
+        plain = rows["plain_tokens_per_s"]
+        b.plot(ks, [g["measured_tokens_per_s"] / plain for g in got], "o-", color=line.get_color(),
+               label=f"{name}: measured")  # fmt: skip
+        b.plot(ks, [g["predicted_tokens_per_s"] / plain for g in got], "x:",
+               color=line.get_color(), label=f"{name}: cost model")  # fmt: skip
+    a.set_xlabel("k (draft tokens per round)")
+    a.set_ylabel("tokens per target pass / alpha")
+    a.legend(fontsize=7)
+    b.axhline(1.0, color="black", lw=0.8)
+    b.set_xlabel("k")
+    b.set_ylabel("speed-up over plain greedy generate")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def tradeoff_figure(rows: dict[str, dict], title: str = "the book model") -> Figure:
+    """Bytes of weights read per token against tokens/s, each point labelled with its held-out
+    loss (rows: ``results_faster.json["weights"]["book"]`` and, optionally, speculative rows with
+    the same keys)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, r in rows.items():
+        x, y = r["weight_bytes_per_token"] / 1e6, r["tokens_per_s"]
+        ax.scatter([x], [y], s=50)
+        loss = r.get("held_out_nats_per_token")
+        ax.annotate(
+            f"{name}" + ("" if loss is None else f"\n{loss:.3f} nats/token"),
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
+    ax.set_xlabel("MB of weights read per token")
+    ax.set_ylabel("tokens/s (1 thread, CPU time)")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
