@@ -130,3 +130,12 @@ def test_every_control_redraws_what_it_says(ran, update_screenshots):
         shown = new
     assert notebook_problems(page) == []
     assert page.page_errors == []
+
+
+def test_every_notebook_with_a_widget_is_driven(committed_notebooks):
+    """A widget added to a notebook needs its entry in widgets.WIDGETS (its controls)."""
+    view = "application/vnd.jupyter.widget-view+json"
+    shown = {p.name for p in committed_notebooks.glob("*.ipynb") if view in p.read_text("utf-8")}
+    driven = {w.notebook for w in WIDGETS}
+    assert shown <= driven, f"widgets no browser test drives: {sorted(shown - driven)}"
+    assert driven <= {p.name for p in committed_notebooks.glob("*.ipynb")}
