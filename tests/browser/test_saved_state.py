@@ -46,7 +46,11 @@ def expected_pictures(nb: nbformat.NotebookNode, name: str) -> dict[str, str]:
                 continue
             model = state.get(view["model_id"])
             assert model, f"{name}: widget {view['model_id']} shown but not in the saved state"
-            classes = [c for c in model["state"].get("_dom_classes", []) if c.startswith("nt-")]
+            classes = [
+                c
+                for c in model["state"].get("_dom_classes", [])
+                if c.startswith("nt-") and c != "nt-widget"
+            ]
             assert classes, f"{name}: a widget without an nt- CSS class"
             css = classes[0]
             figures = [

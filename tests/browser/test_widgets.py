@@ -115,6 +115,8 @@ def test_every_control_redraws_what_it_says(ran, update_screenshots):
     shown = first
     for i, control in enumerate(widget.controls):
         value = change(page, widget, control)
+        if not control.redraws:  # its readout changed (checked in change); the picture did not
+            continue
         new = wait_new_picture(page, widget, shown)
         title = png_title(new)
         if control.back_to_start:

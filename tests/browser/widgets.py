@@ -21,6 +21,7 @@ class Control:
     expect: Callable[[str], str] | None = None  # text the new picture's title must contain
     text: str = ""  # what to type into a text box
     back_to_start: bool = False  # a reset button: the picture must be the first one again
+    redraws: bool = True  # False: it sets what the next action uses; only its readout changes
 
 
 @dataclass(frozen=True)
@@ -105,5 +106,16 @@ WIDGETS = (
         "09_a_real_gpt2.ipynb",
         "nt-gpt2-parity",
         (Control("highlight", "dropdown", lambda v: f"(thick line: {v})"),),
+    ),
+    Widget(
+        "10_many_requests_at_once.ipynb",
+        "nt-serving",
+        (
+            Control("add", "button", lambda v: "1 waiting"),
+            Control("new_tokens", "slider", redraws=False),
+            Control("step", "button", lambda v: "step 1:"),
+            Control("run", "button", lambda v: "0 of 3 slots busy, 0 waiting"),
+            Control("reset", "button", back_to_start=True),
+        ),
     ),
 )

@@ -63,7 +63,8 @@ def figure_widget(
     """A box of ``controls`` above a figure ``make_fig(**values, **fixed)`` redrawn on every change.
 
     ``controls`` maps each keyword of ``make_fig`` to the widget that sets it. The first figure is
-    drawn at once, so the widget shows something before it is touched.
+    drawn at once, so the widget shows something before it is touched. CSS classes: ``nt-widget``
+    and ``css_class`` (the box), ``<css_class>-<keyword>`` (each control), ``<css_class>-figure``.
     """
     fixed = dict(fixed or {})
     out = widgets.Output()
@@ -77,5 +78,6 @@ def figure_widget(
         w.observe(redraw, names="value")
     redraw()
     box = widgets.VBox([widgets.HBox(list(controls.values())), out])
+    box.add_class("nt-widget")
     box.add_class(css_class)
     return box

@@ -26,7 +26,7 @@ def next_token_widget(
 
     Each click runs :func:`nexttoken.loop.next_step` on the text so far and redraws
     :func:`nexttoken.viz.step_figure`; the draws come from a generator seeded with ``seed``, so
-    the same clicks give the same text. CSS classes: ``nt-loop``, ``nt-loop-next``,
+    the same clicks give the same text. CSS classes: ``nt-widget nt-loop``, ``nt-loop-next``,
     ``nt-loop-reset``, ``nt-loop-figure``.
     """
     prompt_ids = encoding.encode(prompt)
@@ -64,6 +64,7 @@ def next_token_widget(
     reset.on_click(on_reset)
     on_reset()
     box = widgets.VBox([widgets.HBox([nxt, reset]), out])
+    box.add_class("nt-widget")
     box.add_class("nt-loop")
     box.loop_state = state  # for tests and curious readers: the records and ids so far
     return box
