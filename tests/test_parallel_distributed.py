@@ -48,7 +48,10 @@ def check_equal(rep: dict, tp: int, pp: int) -> None:
             assert c["max_abs_diff"] < 1e-10, name
         else:  # float32: within 1e-5, relative to the logits' size (the book's reach 17)
             assert c["max_abs_diff"] <= 1e-5 * max(1.0, c["max_abs_logit"]), name
-        assert c["greedy_equal"], name
+        assert c["greedy_equal"], name  # generate runs under inference_mode: all-reduces work there
+        # the gloo trap reported for older torch (all_gather under inference_mode) does not bite
+        # torch 2.13; the shards only ever all-gather under no_grad anyway
+        assert c["all_gather_under_inference_mode"], name
         assert c["bytes_equal"], name
         for r in c["bytes"]:
             for row in r["rows"]:

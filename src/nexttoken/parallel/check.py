@@ -77,7 +77,7 @@ def init_from_env(timeout_s: float) -> tuple[int, int]:
     """``init_process_group("gloo")`` from ``RANK`` / ``WORLD_SIZE`` (torchrun's, or the launcher's)."""
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     dist.init_process_group(
-        "gloo",
+        os.environ.get("NEXTTOKEN_BACKEND", "gloo"),  # "nccl" on GPUs (then move the model there)
         init_method=os.environ.get("NEXTTOKEN_INIT_METHOD", "env://"),
         rank=rank,
         world_size=world,
@@ -155,6 +155,15 @@ def run_check(
         raise RuntimeError(f"injected failure on rank {rank} (--fail-rank {fail_rank})")
     if stall_rank == rank:  # alive but silent: the others' collectives must time out
         time.sleep(10 * timeout_s)
+    # pinned, not hoped: gloo collectives on tensors made under inference_mode (generate's mode)
+    try:
+        with torch.inference_mode():
+            probe = [torch.zeros(1) for _ in range(world)]
+            dist.all_gather(probe, torch.full((1,), float(rank)))
+        all_gather_inference_ok = [float(t) for t in probe] == [float(r) for r in range(world)]
+    except RuntimeError:
+        all_gather_inference_ok = False
+
     logits = _forward(part, ids)
     diff = None if logits is None else float((logits - ref).abs().max())
 
@@ -218,6 +227,7 @@ def run_check(
         "timeline": timeline,
         "cache_bytes": part.new_cache(batch, tokens).nbytes(),
         "cpu_parallel_s": cpu["parallel"],
+        "all_gather_inference_ok": all_gather_inference_ok,
     }
     if dtensor and pp == 1 and dtype == "float32":
         from .dtensor import dtensor_logits
@@ -243,6 +253,7 @@ def run_check(
         "max_abs_diff": max(diffs),
         "max_abs_logit": float(ref.abs().max()),
         "greedy_equal": all(r["greedy_equal"] for r in everyone),
+        "all_gather_under_inference_mode": all(r["all_gather_inference_ok"] for r in everyone),
         "bytes_equal": all(
             row["counted"] == row["formula"] for r in everyone for row in r["bytes"]
         ),

@@ -99,7 +99,8 @@ class PipelineStage(nn.Module):
         return self.stage == self.n_stages - 1
 
     def _recv(self, B: int, N: int) -> torch.Tensor:
-        x = torch.empty(B, N, self.config.n_embd, dtype=self.inner.lm_head.weight.dtype)
+        w = self.inner.lm_head.weight
+        x = torch.empty(B, N, self.config.n_embd, dtype=w.dtype, device=w.device)
         dist.recv(x, self.prev_rank)
         return x
 
@@ -175,7 +176,7 @@ def pipeline_generate(stage: PipelineStage, ids: torch.Tensor, max_new_tokens: i
     last = dist.get_global_rank(stage.group, stage.n_stages - 1) if stage.n_stages > 1 else None
     for _ in range(max_new_tokens):
         logits = stage(new, cache)
-        nxt = torch.empty(B, dtype=torch.long)
+        nxt = torch.empty(B, dtype=torch.long, device=ids.device)
         if stage.is_last:
             nxt = sample(logits[:, -1, :], 0.0, None, None, None)
         if last is not None:

@@ -80,10 +80,11 @@ class ShardCache:
         d_head: int,
         *,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> None:
         shape = (batch_size, n_head_local, max_len, d_head)
-        self.k = [torch.zeros(shape, dtype=dtype) for _ in range(n_blocks)]
-        self.v = [torch.zeros(shape, dtype=dtype) for _ in range(n_blocks)]
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_blocks)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_blocks)]
         self.max_len = max_len
         self.length = 0
 

@@ -77,6 +77,7 @@ class ParallelGPT(GPT):
             max_len,
             self.config.d_head,
             dtype=self.lm_head.weight.dtype,
+            device=self.lm_head.weight.device,
         )
 
     def embed(
