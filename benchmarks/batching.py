@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--prompt-tokens", type=int, default=8)
     p.add_argument("--hf-batches", default="8,16")
     p.add_argument("--hf-new-tokens", type=int, default=24)
+    p.add_argument("--hf-repeats", type=int, default=3)
     p.add_argument("--requests", type=int, default=48)
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--block-tokens", type=int, default=16)
@@ -396,7 +397,9 @@ def main(argv: list[str] | None = None) -> dict:
         res["batching"].sort(key=lambda r: (r["threads"], r["batch"]))
     if "hf" in sections:
         hf_batches = [int(b) for b in args.hf_batches.split(",")]
-        res["vs_transformers"] = against_hf(hf, ours, hf_batches, args.hf_new_tokens, 3)
+        res["vs_transformers"] = against_hf(
+            hf, ours, hf_batches, args.hf_new_tokens, args.hf_repeats
+        )
     if "continuous" in sections:
         res["continuous"] = continuous_vs_static(
             ours, args.requests, args.max_batch, args.block_tokens
