@@ -18,12 +18,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["load_book_model", "load_book_encoding", "__version__"]
+__all__ = ["load_book_model", "load_book_draft_model", "load_book_encoding", "__version__"]
 
 
 def load_book_model(*args, **kwargs):
     """The book's trained model (see :func:`nexttoken.book.load_book_model`)."""
     from .book import load_book_model as _load
+
+    return _load(*args, **kwargs)
+
+
+def load_book_draft_model(*args, **kwargs):
+    """The book's draft model (see :func:`nexttoken.book.load_book_draft_model`)."""
+    from .book import load_book_draft_model as _load
 
     return _load(*args, **kwargs)
 
