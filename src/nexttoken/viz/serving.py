@@ -195,8 +195,8 @@ def block_table_figure(
     block table beneath: ``tables`` and ``lengths`` as in :class:`~nexttoken.paged.PagedKVCache`."""
     fig = plt.figure(figsize=(10, 1.6 + 0.35 * max(1, len(tables))))
     ax = fig.add_axes((0.03, 0.55, 0.94, 0.3))
-    ax.set_xlim(0, num_blocks)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.05, num_blocks + 0.05)  # a margin, so that the border lines show
+    ax.set_ylim(-0.05, 1.05)
     ax.set_axis_off()
     owner = {b: s for s, t in tables.items() for b in t}
     for b in range(num_blocks):
@@ -259,8 +259,8 @@ def engine_figure(engine) -> Figure:
     cache = engine.cache
     fig = plt.figure(figsize=(10, 3.4))
     ax = fig.add_axes((0.03, 0.6, 0.94, 0.22))
-    ax.set_xlim(0, cache.num_blocks)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.05, cache.num_blocks + 0.05)
+    ax.set_ylim(-0.05, 1.05)
     ax.set_axis_off()
     for b, owner in enumerate(cache.owner_map()):
         face = "white" if owner is None else _color(owner)
