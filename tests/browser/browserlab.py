@@ -135,7 +135,9 @@ class LabServer:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}{sep}token={self.token}"
 
     def notebook_url(self, name: str) -> str:
-        return self.url(f"lab/tree/{name}")
+        """The notebook ``name`` alone in a new, empty workspace (the default workspace would
+        reopen every notebook opened before on this server)."""
+        return self.url(f"lab/workspaces/w{secrets.token_hex(4)}/tree/{name}")
 
     def _environment(self, home: Path) -> dict[str, str]:
         settings = home / "settings"
