@@ -158,13 +158,13 @@ SMALL_T = GPTConfig(vocab_size=5, block_size=16, n_layer=1, n_head=1, n_embd=8, 
     ],
 )
 def test_sampling_follows_the_target_distribution(kw, draws):
-    target = _model(SMALL_T, 10, std=1.5)
-    draft = _model(SMALL_T, 11, std=1.5)  # deliberately another model
+    target = _model(SMALL_T, 10, std=0.15)
+    draft = _model(SMALL_T, 11, std=0.15)  # deliberately another model
     prompt, n = [1, 4], 3
     p_joint = _joint_target(target, prompt, n, **kw)
     q_joint = _joint_target(draft, prompt, n, **kw)
     tv = 0.5 * sum(abs(p_joint[c] - q_joint[c]) for c in p_joint)
-    assert tv > 0.15  # the draft really is a different model
+    assert tv > 0.3  # the draft really is a different model
     g = torch.Generator().manual_seed(1234)
     counts: dict[tuple, int] = {}
     accepted = proposed = 0
