@@ -140,6 +140,15 @@ def _tensor_parallel_block() -> Figure:
     return block_split_figure(2)
 
 
+def _speculative_acceptance() -> Figure:
+    import json
+
+    from .viz.faster import acceptance_figure
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results_faster.json"
+    return acceptance_figure(json.loads(path.read_text())["speculative"])
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "pipeline.png": lambda: pipeline_figure(),
     "tokens_chips.png": _tokens_chips,  # notebook 01
@@ -153,6 +162,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "gpt2_decode_speed.png": _gpt2_decode_speed,  # notebook 09 (benchmarks/results.json)
     "serving_paging_waste.png": _serving_paging,  # notebook 10
     "serving_continuous_batching.png": _serving_timeline,  # notebook 10
+    "speculative_acceptance.png": _speculative_acceptance,  # notebook 11 (results_faster.json)
     "tensor_parallel_block.png": _tensor_parallel_block,  # notebook 12
 }
 

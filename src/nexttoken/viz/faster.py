@@ -74,10 +74,11 @@ def acceptance_figure(pairs: dict[str, dict]) -> Figure:
             ks, [g["tokens_per_round"] for g in got], "o-", label=f"{name}: tokens/pass"
         )
         a.plot(ks, [g["alpha"] for g in got], "s--", color=line.get_color(), label=f"{name}: alpha")
-        plain = rows["plain_tokens_per_s"]
-        b.plot(ks, [g["measured_tokens_per_s"] / plain for g in got], "o-", color=line.get_color(),
-               label=f"{name}: measured")  # fmt: skip
-        b.plot(ks, [g["predicted_tokens_per_s"] / plain for g in got], "x:",
+        # against plain generate timed interleaved with each k where recorded (same load)
+        base = [g.get("plain_tokens_per_s_interleaved", rows["plain_tokens_per_s"]) for g in got]
+        b.plot(ks, [g["measured_tokens_per_s"] / p for g, p in zip(got, base, strict=True)], "o-",
+               color=line.get_color(), label=f"{name}: measured")  # fmt: skip
+        b.plot(ks, [g["predicted_tokens_per_s"] / p for g, p in zip(got, base, strict=True)], "x:",
                color=line.get_color(), label=f"{name}: cost model")  # fmt: skip
     a.set_xlabel("k (draft tokens per round)")
     a.set_ylabel("tokens per target pass / alpha")
