@@ -75,3 +75,21 @@ def test_greedy_with_the_draft_is_the_book_model(models, held, start, length, k,
     got, stats = speculative_generate(target, draft, prompt, n_new, k=k, temperature=0)
     assert torch.equal(got, want)
     assert stats.accepted + stats.target_passes == n_new
+
+
+def test_speculative_widget_steps_through_rounds(models):
+    from nexttoken.widgets.faster import speculative_widget
+
+    target, draft = models
+    box = speculative_widget(target, draft, nexttoken.load_book_encoding(), "PROSPERO.\n", k=3,
+                             max_new_tokens=12)  # fmt: skip
+    assert {"nt-widget", "nt-speculative"} <= set(box._dom_classes)
+    st = box.speculative_state
+    prev, nxt = box.children[0].children
+    assert prev.disabled and st["state"]["i"] == 0
+    for _ in range(len(st["rounds"]) + 2):
+        nxt.click()
+    assert st["state"]["i"] == len(st["rounds"]) - 1 and nxt.disabled
+    prev.click()
+    assert st["state"]["i"] == len(st["rounds"]) - 2 or len(st["rounds"]) == 1
+    assert "target passes" in box.children[1].value
