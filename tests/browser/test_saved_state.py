@@ -15,6 +15,7 @@ import nbformat
 import pytest
 from browserlab import LabServer, new_page, notebook_problems, open_notebook, picture, scratch_copy
 
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"  # when run without the option
 VIEW = "application/vnd.jupyter.widget-view+json"
 STATE = "application/vnd.jupyter.widget-state+json"
 
@@ -25,7 +26,7 @@ def shows_widgets(path: Path) -> bool:
 
 def pytest_generate_tests(metafunc):
     if "notebook" in metafunc.fixturenames:
-        folder = Path(metafunc.config.getoption("--notebooks-dir")).resolve()
+        folder = Path(metafunc.config.getoption("--notebooks-dir", NOTEBOOKS)).resolve()
         names = sorted(
             str(p.relative_to(folder))
             for p in folder.rglob("*.ipynb")
@@ -67,7 +68,7 @@ def expected_pictures(nb: nbformat.NotebookNode, name: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def lab(request, committed_notebooks, disabled_extensions, tmp_path_factory):
-    folder = Path(request.config.getoption("--notebooks-dir")).resolve()
+    folder = Path(request.config.getoption("--notebooks-dir", NOTEBOOKS)).resolve()
     root = scratch_copy(folder, tmp_path_factory.mktemp("saved"))
     with LabServer(root, disabled_extensions=disabled_extensions) as server:
         server.trust(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
