@@ -124,3 +124,22 @@ def test_widget_pictures_are_pngs_that_name_their_title():
     with Image.open(io.BytesIO(base64.b64decode(out["data"]["image/png"]))) as im:
         assert im.text["Title"] == "whole | layer 2, head 1"
     assert figure_output(fig) == out  # the same figure, the same bytes
+
+
+def test_prints_split_by_flush_timing_give_one_output():
+    split = make_nb(RUN1)
+    split.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="a\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="b\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="w\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="c\n"),
+    ]
+    whole = make_nb(RUN1)
+    whole.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="a\nb\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="w\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="c\n"),
+    ]
+    assert nbformat.writes(clean_notebook(split, "x.ipynb")) == nbformat.writes(
+        clean_notebook(whole, "x.ipynb")
+    )

@@ -81,10 +81,10 @@ def test_starts_with_title_and_setup(path):
     first_code = source(code_cells(nb)[0])
     assert "setup()" in first_code, "the first code cell calls nexttoken.notebook.setup()"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
-    from nexttoken.execute import clean_notebook  # saved widget state: stable ids, shown widgets
+    from nexttoken.execute import stable_widget_state  # saved: stable ids, shown widgets only
 
-    again = clean_notebook(nbformat.from_dict(copy.deepcopy(nb)), path.name)
-    assert again == nb, "widget state or metadata as a run left it: use `make notebooks`"
+    again = stable_widget_state(nbformat.from_dict(copy.deepcopy(nb)), path.name)
+    assert again == nb, "widget state as a run left it (random ids?): use `make notebooks`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -2,8 +2,8 @@
 
 Each notebook runs top to bottom in a fresh kernel from its own folder. Then what would change from
 run to run is removed or made stable: timing metadata and the kernel's version string are dropped,
-and the widget state that nbclient records (with random model ids) is kept for the widgets that the
-notebook shows, renumbered with ids derived from the notebook's name and the order in which its
+stream outputs split by flush timing are merged, and the widget state that nbclient records (with
+random model ids) is kept for the widgets that the notebook shows, renumbered with ids derived from the notebook's name and the order in which its
 outputs reach them. A notebook opened without a kernel (JupyterLab, nbviewer, Jupyter Book) then
 shows every widget's first view, picture included. Outputs are otherwise kept as produced, so
 ``pytest --nbval`` can compare a new run against them.
@@ -24,7 +24,7 @@ from typing import Any
 import nbformat
 from nbclient import NotebookClient
 
-__all__ = ["execute_notebook", "clean_notebook", "stable_widget_state", "main"]
+__all__ = ["execute_notebook", "clean_notebook", "coalesce_streams", "stable_widget_state", "main"]
 
 VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
@@ -118,13 +118,34 @@ def stable_widget_state(nb: nbformat.NotebookNode, name: str) -> nbformat.Notebo
     return nb
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stream outputs of the same stream: how a cell's prints are split into
+    messages depends on flush timing (measured: one run gave one stdout output, another two)."""
+    merged: list = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            out.get("output_type") == "stream"
+            and last is not None
+            and last.get("output_type") == "stream"
+            and last.get("name") == out.get("name")
+        ):
+            last["text"] = "".join(last["text"]) + "".join(out["text"])
+        else:
+            merged.append(out)
+    return merged
+
+
 def clean_notebook(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
-    """Drop run-specific metadata and give the saved widget state stable ids (see
-    :func:`stable_widget_state`), so reruns produce the same file."""
+    """Drop run-specific metadata, merge split stream outputs (:func:`coalesce_streams`) and give
+    the saved widget state stable ids (see :func:`stable_widget_state`), so reruns produce the
+    same file."""
     nb.metadata.get("language_info", {}).pop("version", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.get("outputs", []))
     return stable_widget_state(nb, name)
 
 
