@@ -23,6 +23,19 @@ def _no_network():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_open_figures():
+    """Each test starts with no open pyplot figure, whatever ran before it in this worker.
+
+    Tests assert that the package's plot functions leave no figure open; a figure left by an
+    earlier test (in any order xdist chooses) must not count against them.
+    """
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    yield
+
+
 TINY = GPTConfig(vocab_size=97, block_size=24, n_layer=2, n_head=2, n_embd=32, name="tiny")
 
 
