@@ -5,6 +5,8 @@ The distributed runs themselves are in test_parallel_distributed.py.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -36,17 +38,23 @@ def model() -> GPT:
 
 @pytest.mark.parametrize("T", [1, 2, 4])
 def test_the_shards_partial_sums_add_up_to_the_block(model, T):
-    """Row-parallel outputs of the T shards, summed (what the all-reduce does), give the block's."""
+    """Row-parallel outputs of the T shards, summed (what the all-reduce does), give the block's.
+
+    Rank 0's partial sum carries the row-parallel bias (added inside its product); the others have
+    none, so the sum counts it once.
+    """
     block = model.transformer.h[0]
     x = torch.randn(2, 5, CFG.n_embd, dtype=torch.float64)
     shards = [ShardBlock(block, CFG, r, T) for r in range(T)]
+    assert [s.attn_proj.bias is not None for s in shards] == [True] + [False] * (T - 1)
+    assert [s.mlp_proj.bias is not None for s in shards] == [True] + [False] * (T - 1)
     with torch.no_grad():
-        a = sum(s.attention(s.ln_1(x)) for s in shards) + shards[0].attn_bias
+        a = sum(s.attention(s.ln_1(x)) for s in shards)
         want_a, _ = block.attn(block.ln_1(x))
         torch.testing.assert_close(a, want_a)
         h = block.ln_2(x)
         m = sum(s.mlp_proj(F.gelu(s.c_fc(h), approximate="tanh")) for s in shards)
-        torch.testing.assert_close(m + shards[0].mlp_bias, block.mlp(h))
+        torch.testing.assert_close(m, block.mlp(h))
     # each shard holds 1/T of the cut matrices
     assert shards[0].c_attn.weight.shape == (3 * CFG.n_embd // T, CFG.n_embd)
     assert shards[0].attn_proj.weight.shape == (CFG.n_embd, CFG.n_embd // T)
@@ -59,6 +67,9 @@ def test_a_one_rank_shard_is_the_model_and_generate_accepts_it(model):
     ids = torch.randint(0, CFG.vocab_size, (2, 7))
     with torch.no_grad():
         torch.testing.assert_close(shard(ids), model(ids))
+        # in float32 too, bit for bit: the same fused products (bias inside), in the same order
+        one = copy.deepcopy(model).float()
+        assert torch.equal(shard_for_rank(one, 0, 1)(ids), one(ids))
     want = generate(model, ids[:, :3], 6, temperature=0.0)
     assert torch.equal(generate(shard, ids[:, :3], 6, temperature=0.0), want)
     assert torch.equal(generate(shard, ids[:, :3], 6, temperature=0.0, use_cache=False), want)

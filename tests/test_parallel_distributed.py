@@ -39,15 +39,38 @@ def report(*args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+#: float32 tolerance of a tensor-parallel split (T > 1), absolute: see check_equal.
+TP_FLOAT32_ATOL = 3e-5
+
+
 def check_equal(rep: dict, tp: int, pp: int) -> None:
+    """The logits equal one process's: bit for bit without tensor parallelism, within 3e-5 with it.
+
+    Without tensor parallelism no product is split: a pipeline stage runs the very same fused
+    products (biases inside, as nn.Linear adds them) as the single process, so the logits are
+    identical (max_abs_diff 0.0, float32 and float64).
+
+    With T > 1 the float32 tolerance is an absolute 3e-5, not 1e-5, and why: a row-parallel product
+    (W_O, W_proj) sums d/T (or 4d/T) terms on each rank and the all-reduce then adds the T partial
+    sums, so each output is rounded in another order than the single product. Both are float32
+    roundings of the same exact value, each about as far from it as the other: the single-process
+    book model's own logits are 1.3e-5 to 2.0e-5 from its float64 logits (5 inputs of 2 x 16
+    tokens), and TP = 2 or 4 differs from it by 1.1e-5 to 1.9e-5 (simulated, partial sums in rank
+    order; over gloo 1.3e-5 at 2 x 16 tokens, 1.7e-5 to 1.9e-5 at 8 x 128). Where the bias goes
+    does not help: in rank 0's product, in the last rank's, split T ways or added after the
+    all-reduce all measured 1.1e-5 to 1.9e-5. 3e-5 is that worst case with margin. In float64 the
+    same splits agree to about 3e-14 (< 1e-10): the cut itself is exact.
+    """
     assert (rep["tp"], rep["pp"]) == (tp, pp)
     assert len(rep["checks"]) == 4
     for c in rep["checks"]:
         name = f"{c['config']} {c['dtype']}"
-        if c["dtype"] == "float64":  # the split is exact: only rounding differs
+        if tp == 1:  # no product is split: the same operations in the same order, bit for bit
+            assert c["max_abs_diff"] == 0.0, name
+        elif c["dtype"] == "float64":  # the split is exact: only rounding differs
             assert c["max_abs_diff"] < 1e-10, name
-        else:  # float32: within 1e-5, relative to the logits' size (the book's reach 17)
-            assert c["max_abs_diff"] <= 1e-5 * max(1.0, c["max_abs_logit"]), name
+        else:  # float32: the all-reduce rounds the row-parallel sums in another order
+            assert c["max_abs_diff"] <= TP_FLOAT32_ATOL, name
         assert c["greedy_equal"], name  # generate runs under inference_mode: all-reduces work there
         # the gloo trap reported for older torch (all_gather under inference_mode) does not bite
         # torch 2.13; the shards only ever all-gather under no_grad anyway
@@ -63,8 +86,9 @@ def test_tensor_parallel_equals_one_process(tp):
     rep = report("--tp", str(tp), *(["--dtensor"] if tp == 2 else []))
     check_equal(rep, tp, 1)
     for c in rep["checks"]:
-        if tp == 2 and c["dtype"] == "float32":  # PyTorch's own DTensor split: same logits
-            assert c["dtensor_max_abs_diff"] <= 1e-6 * max(1.0, c["max_abs_logit"])
+        if tp == 2 and c["dtype"] == "float32":  # PyTorch's own DTensor split, against one
+            # process: it shares the bias 1/T per rank (ours: all on rank 0), same rounding bound
+            assert c["dtensor_max_abs_diff"] <= TP_FLOAT32_ATOL
         # each rank's KV cache holds its heads only: 1/T of the full cache
         assert c["cache_bytes_per_rank"] == [c["cache_bytes_full"] // tp] * tp
         rows = c["bytes"][0]["rows"]

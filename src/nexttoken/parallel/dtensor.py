@@ -5,7 +5,10 @@ sharded along the last dimension; ``RowwiseParallel`` shards by input columns (`
 all-reduces its output back to ``Replicate``. That is exactly the hand-written plan of
 :mod:`nexttoken.parallel.shard`, with one detail DTensor cannot know: ``c_attn`` holds Q, K and V side
 by side, so its rows are first reordered to ``[Q_0 K_0 V_0 | Q_1 K_1 V_1 | ...]``, so that rank ``t``'s
-contiguous chunk holds the Q, K and V columns of the same heads.
+contiguous chunk holds the Q, K and V columns of the same heads. The row-parallel bias is where the
+two differ in the last bits: the hand-written shard adds it inside rank 0's product, DTensor turns the
+replicated bias into a partial one (a 1/T share on each rank); both are float32 roundings of the same
+sum, about as far from the single process as each other.
 """
 
 from __future__ import annotations

@@ -6,15 +6,22 @@ The cut, for a block of width ``d`` with ``H`` heads, on rank ``t`` of ``T``:
   keeps the columns of its ``H/T`` heads for Q, K and V (``d -> 3d/T``), so it computes its heads
   entirely on its own; the output projection ``c_proj`` (``d -> d``) is **row-parallel**: rank ``t``
   keeps the rows that read its heads (``d/T -> d``) and produces a *partial sum* of the full
-  output. One all-reduce adds the ``T`` partial sums; the bias is added once, after it.
+  output. One all-reduce adds the ``T`` partial sums; rank 0's partial sum carries the bias.
 - MLP: ``c_fc`` (``d -> 4d``) column-parallel (``d -> 4d/T``), GELU on the local columns (GELU is
   element-wise, so cutting columns commutes with it: no communication inside the MLP), ``c_proj``
   (``4d -> d``) row-parallel (``4d/T -> d``), one all-reduce.
 - LayerNorms and residuals are replicated: every rank holds the full ``(B, N, d)`` activation
   between the two all-reduces.
 
-The same block with ``T = 1`` and no group is a full block: the pipeline stages use it, so the book
-has one forward pass for every split. The KV cache of a shard holds only its own heads.
+Every bias is added *inside* its matrix product (``F.linear(x, W, b)``, a fused addmm, as
+``nn.Linear`` in :class:`~nexttoken.model.Block` does): the column-parallel layers with their slice
+of the bias, the row-parallel ones with the whole bias on rank 0 only. So the block with ``T = 1``
+and no group runs exactly the single-process block's operations and gives its output bit for bit;
+the pipeline stages use it, so a pipeline without tensor parallelism equals one process exactly, and
+the book has one forward pass for every split. With ``T > 1`` float32 results still differ in the
+last bits (about 1e-5 on the book model's logits, which reach 17): each row-parallel output is a sum
+of ``T`` partial sums, rounded in another order than the single product, and no placement of the
+bias changes that. The KV cache of a shard holds only its own heads.
 """
 
 from __future__ import annotations
@@ -148,12 +155,19 @@ class ShardBlock(nn.Module):
         self.group = group
         self.c_attn = _linear(W[rows], b[rows])  # column-parallel: d -> 3d/T
         Wo = block.attn.c_proj.weight  # (d, d): output rows, input columns
-        self.attn_proj = _linear(Wo[:, cols], None)  # row-parallel: d/T -> d, partial sums
-        self.attn_bias = nn.Parameter(block.attn.c_proj.bias.detach().clone())
+        # the row-parallel biases: inside rank 0's product only, so the all-reduce adds them once.
+        # Why rank 0 and inside: with T = 1 that is nn.Linear's own fused addmm, bit for bit (adding
+        # the bias after the product differed by 1e-5 on the book model's logits, 0 here). For T > 1,
+        # measured against the single process over 5 inputs (float32, book model): bias in rank 0's
+        # product 1.1e-5 to 1.9e-5, in the last rank's, split T ways, or added after the all-reduce
+        # all 1.1e-5 to 1.9e-5 as well; the sum of partial sums, not the bias, sets that difference.
+        bias_here = rank == 0
+        self.attn_proj = _linear(Wo[:, cols], block.attn.c_proj.bias if bias_here else None)
         ff = head_slice(config.d_ff, rank, size)
         self.c_fc = _linear(block.mlp.c_fc.weight[ff], block.mlp.c_fc.bias[ff])  # d -> 4d/T
-        self.mlp_proj = _linear(block.mlp.c_proj.weight[:, ff], None)  # 4d/T -> d
-        self.mlp_bias = nn.Parameter(block.mlp.c_proj.bias.detach().clone())
+        self.mlp_proj = _linear(
+            block.mlp.c_proj.weight[:, ff], block.mlp.c_proj.bias if bias_here else None
+        )  # 4d/T -> d
         self.ln_1, self.ln_2 = _copy(block.ln_1), _copy(block.ln_2)
 
     def attention(
@@ -191,11 +205,9 @@ class ShardBlock(nn.Module):
         layer: int = 0,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        a = all_reduce(self.attention(self.ln_1(x), cache, layer, mask), self.group)  # 1st
-        x = x + (a + self.attn_bias)
+        x = x + all_reduce(self.attention(self.ln_1(x), cache, layer, mask), self.group)  # 1st
         h = F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")  # local columns: no communication
-        m = all_reduce(self.mlp_proj(h), self.group)  # 2nd all-reduce
-        return x + (m + self.mlp_bias)
+        return x + all_reduce(self.mlp_proj(h), self.group)  # 2nd all-reduce
 
 
 def _copy(ln: nn.LayerNorm) -> nn.LayerNorm:
