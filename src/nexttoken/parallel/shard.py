@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model import Block, GPTConfig, causal_mask
+from ..model import Block, GPTConfig, KVCache, causal_mask
 
 __all__ = ["ShardBlock", "ShardCache", "check_split", "head_slice"]
 
@@ -71,11 +71,13 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return lin
 
 
-class ShardCache:
-    """Keys and values of one rank's heads for its blocks: ``k[i]`` is ``(B, H_local, max_len, d_head)``.
+class ShardCache(KVCache):
+    """The KV cache of one rank: keys and values of *its* heads for its blocks.
 
-    The same fields as :class:`nexttoken.model.KVCache` that ``generate`` reads (``length``,
-    ``max_len``), so the loop runs unchanged on a shard.
+    ``k[i]`` and ``v[i]`` are ``(B, H_local, max_len, d_head)``. Only the shapes differ from
+    :class:`nexttoken.model.KVCache`; the cache interface that attention calls (``check``,
+    ``update``, ``advance``) and ``length`` / ``max_len`` / ``nbytes`` are KVCache's own, so
+    ``generate`` runs unchanged on a shard.
     """
 
     def __init__(
@@ -94,34 +96,6 @@ class ShardCache:
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_blocks)]
         self.max_len = max_len
         self.length = 0
-
-    def nbytes(self) -> int:
-        """Bytes this rank's cache holds (its heads only)."""
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
-
-    # the cache interface of nexttoken.model.KVCache: check before a pass, update in every block,
-    # advance after the pass
-    def check(self, batch_size: int, n_new: int) -> None:
-        """Raise ValueError unless ``n_new`` more tokens for ``batch_size`` rows fit."""
-        if self.k[0].size(0) != batch_size:
-            raise ValueError(
-                f"cache was made for batch size {self.k[0].size(0)}, ids have {batch_size}"
-            )
-        if self.length + n_new > self.max_len:
-            raise ValueError(f"the cache holds at most {self.max_len} tokens")
-
-    def update(
-        self, layer: int, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write keys/values ``(B, H_local, N, d_head)`` at ``length``; return all to attend over."""
-        start, N = self.length, k.size(2)
-        self.k[layer].narrow(2, start, N).copy_(k)
-        self.v[layer].narrow(2, start, N).copy_(v)
-        return self.k[layer].narrow(2, 0, start + N), self.v[layer].narrow(2, 0, start + N)
-
-    def advance(self, n_new: int) -> None:
-        """Count ``n_new`` tokens as held (once per forward pass)."""
-        self.length += n_new
 
 
 def all_reduce(x: torch.Tensor, group) -> torch.Tensor:
