@@ -36,6 +36,17 @@ def _no_open_figures():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_hints():
+    """Exercise checkers stage their hints by counting failed tries per kernel; every test starts
+    (and leaves) with none counted."""
+    from nexttoken.exercises import reset_hints
+
+    reset_hints()
+    yield
+    reset_hints()
+
+
 TINY = GPTConfig(vocab_size=97, block_size=24, n_layer=2, n_head=2, n_embd=32, name="tiny")
 
 

@@ -12,13 +12,6 @@ from nexttoken.exercises import reset_hints
 N, D, V = 10, 12288, 50257
 
 
-@pytest.fixture(autouse=True)
-def _fresh_hints():
-    reset_hints()
-    yield
-    reset_hints()
-
-
 def _fails_with(capsys, ok: bool, misconception: str) -> None:
     out = capsys.readouterr().out
     assert ok is False, out

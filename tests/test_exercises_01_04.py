@@ -23,13 +23,6 @@ D3 = 12288  # GPT-3 175B's d_model
 TOTAL3 = 174_604_259_328
 
 
-@pytest.fixture(autouse=True)
-def _fresh_hints():
-    reset_hints()
-    yield
-    reset_hints()
-
-
 def _fails_with(capsys, ok: bool, misconception: str) -> None:
     out = capsys.readouterr().out
     assert ok is False, out

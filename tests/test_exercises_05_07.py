@@ -11,18 +11,11 @@ import scipy.stats
 import torch
 
 from nexttoken.configs import get_config
-from nexttoken.exercises import Hints, reset_hints
+from nexttoken.exercises import Hints
 from nexttoken.exercises import logits as ex5
 from nexttoken.exercises import loop as ex7
 from nexttoken.exercises import sampling as ex6
 from nexttoken.sampling import top_k_filter, top_p_filter
-
-
-@pytest.fixture(autouse=True)
-def _fresh_hints():
-    reset_hints()
-    yield
-    reset_hints()
 
 
 def run(check, *args, capsys):

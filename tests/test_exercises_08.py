@@ -12,13 +12,6 @@ from nexttoken.exercises import reset_hints
 from nexttoken.exercises import training as ex
 
 
-@pytest.fixture(autouse=True)
-def fresh_hints():
-    reset_hints()
-    yield
-    reset_hints()
-
-
 def run(check, answer, capsys):
     ok = check(answer)
     return ok, capsys.readouterr().out

@@ -9,18 +9,10 @@ from matplotlib.figure import Figure
 
 from nexttoken.checkpoint import CONV1D_WEIGHTS
 from nexttoken.exercises import gpt2 as ex
-from nexttoken.exercises import reset_hints
 from nexttoken.viz.gpt2 import parity_figure, speed_figure
 
 PARAMS = 124_439_808
 BW = ex.ROOFLINE_BANDWIDTH
-
-
-@pytest.fixture(autouse=True)
-def fresh_hints():
-    reset_hints()
-    yield
-    reset_hints()
 
 
 def run(check, answer, capsys):

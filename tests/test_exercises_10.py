@@ -3,22 +3,13 @@ misconception; hints are staged and never give the answer away. Its figures and 
 
 from __future__ import annotations
 
-import pytest
 from matplotlib.figure import Figure
 
 from nexttoken import load_book_model
-from nexttoken.exercises import reset_hints
 from nexttoken.exercises import serving as ex
 from nexttoken.paged import PagedKVCache
 from nexttoken.serve import Engine
 from nexttoken.viz import serving as viz
-
-
-@pytest.fixture(autouse=True)
-def fresh_hints():
-    reset_hints()
-    yield
-    reset_hints()
 
 
 def run(check, answer, capsys):

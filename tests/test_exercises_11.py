@@ -3,18 +3,9 @@ misconception; hints are staged and never give the answer away."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from nexttoken.exercises import faster as ex
-from nexttoken.exercises import reset_hints
-
-
-@pytest.fixture(autouse=True)
-def fresh_hints():
-    reset_hints()
-    yield
-    reset_hints()
 
 
 def run(check, answer, capsys):

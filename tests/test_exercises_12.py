@@ -7,20 +7,12 @@ import pytest
 from matplotlib.figure import Figure
 
 from nexttoken.exercises import parallel as ex
-from nexttoken.exercises import reset_hints
 from nexttoken.viz.parallel import (
     block_split_figure,
     measured_bubble,
     timeline_figure,
     times_figure,
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_hints():
-    reset_hints()
-    yield
-    reset_hints()
 
 
 def run(check, answer, capsys):
