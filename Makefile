@@ -113,4 +113,4 @@ format: setup
 	$(BIN)/ruff format src tests benchmarks notebooks website
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis site .site-build website/node_modules
