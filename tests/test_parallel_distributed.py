@@ -44,11 +44,16 @@ TP_FLOAT32_ATOL = 3e-5
 
 
 def check_equal(rep: dict, tp: int, pp: int) -> None:
-    """The logits equal one process's: bit for bit without tensor parallelism, within 3e-5 with it.
+    """The logits equal one process's: bit for bit when no product changes shape, else within
+    the rounding bound (3e-5 in float32, 1e-10 in float64).
 
-    Without tensor parallelism no product is split: a pipeline stage runs the very same fused
-    products (biases inside, as nn.Linear adds them) as the single process, so the logits are
-    identical (max_abs_diff 0.0, float32 and float64).
+    Without tensor parallelism and without micro-batches no product is split: a pipeline stage runs
+    the very same fused products (biases inside, as nn.Linear adds them) on the very same shapes as
+    the single process, so the logits are identical (max_abs_diff 0.0, float32 and float64).
+    Micro-batches change the products' row count (B / m rows instead of B), and a BLAS may pick
+    another kernel, with another order of sums, for another row count: measured, PP = 2 with 4
+    micro-batches is bit-identical on an AVX-512 CPU but not under the simulated AVX2 CPU of
+    `make other-cpus` (MKL_ENABLE_INSTRUCTIONS=AVX2). So micro-batched runs get the rounding bound.
 
     With T > 1 the float32 tolerance is an absolute 3e-5, not 1e-5, and why: a row-parallel product
     (W_O, W_proj) sums d/T (or 4d/T) terms on each rank and the all-reduce then adds the T partial
@@ -65,11 +70,11 @@ def check_equal(rep: dict, tp: int, pp: int) -> None:
     assert len(rep["checks"]) == 4
     for c in rep["checks"]:
         name = f"{c['config']} {c['dtype']}"
-        if tp == 1:  # no product is split: the same operations in the same order, bit for bit
+        if tp == 1 and rep["n_micro"] == 1:  # the same products on the same shapes: bit for bit
             assert c["max_abs_diff"] == 0.0, name
         elif c["dtype"] == "float64":  # the split is exact: only rounding differs
             assert c["max_abs_diff"] < 1e-10, name
-        else:  # float32: the all-reduce rounds the row-parallel sums in another order
+        else:  # float32: the all-reduce (or a micro-batch's kernel) rounds in another order
             assert c["max_abs_diff"] <= TP_FLOAT32_ATOL, name
         assert c["greedy_equal"], name  # generate runs under inference_mode: all-reduces work there
         # the gloo trap reported for older torch (all_gather under inference_mode) does not bite
