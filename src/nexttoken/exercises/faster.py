@@ -113,6 +113,44 @@ def check_quantize_int8(fn: Callable[[torch.Tensor], Any] | None) -> bool:
     return passed(name)
 
 
+def _check_formula(
+    fn: Any,
+    hints: Hints,
+    cases: list[tuple],
+    right: Callable[..., float],
+    wrong: list[tuple[Callable[..., float], str]],
+    fallback: Callable[[list[float]], str],
+    **tol: float,
+) -> bool:
+    """Call ``fn(*case)`` for every case; pass if it agrees with ``right`` (within ``tol``, as
+    :func:`math.isclose` takes it) on all of them, else fail with the message of the first ``wrong``
+    formula it agrees with, or ``fallback(got)``."""
+    name = hints.name
+    if unanswered(fn, name, hints):
+        return False
+    if not callable(fn):
+        return failed(name, f"the answer must be a function, got {type(fn).__name__}", hints)
+    got = []
+    for case in cases:
+        out, err = _call(fn, *case)
+        if err:
+            return failed(name, err, hints)
+        try:
+            got.append(float(out))
+        except (TypeError, ValueError):
+            return failed(name, f"return a number, got {type(out).__name__}", hints)
+
+    def close(f: Callable[..., float]) -> bool:
+        return all(math.isclose(g, f(*c), **tol) for g, c in zip(got, cases, strict=True))
+
+    if close(right):
+        return passed(name)
+    for formula, why in wrong:
+        if close(formula):
+            return failed(name, why, hints)
+    return failed(name, fallback(got), hints)
+
+
 def check_accept_probability(fn: Callable[[float, float], float] | None) -> bool:
     """``fn(p_x, q_x)``: the probability of keeping a proposal ``x`` the draft drew with
     probability ``q_x``, when the target gives it ``p_x`` (``min(1, p_x / q_x)``).
@@ -120,42 +158,22 @@ def check_accept_probability(fn: Callable[[float, float], float] | None) -> bool
     Recognised: the ratio without the cap at 1; the ratio upside down; the target's probability
     alone; keeping every proposal the target does not rule out.
     """
-    name, hints = ACCEPT_HINTS.name, ACCEPT_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, f"the answer must be a function, got {type(fn).__name__}", hints)
     cases = [(0.5, 0.25), (0.2, 0.4), (0.0, 0.3), (0.3, 0.3), (0.05, 0.5)]
-    got = []
-    for p, q in cases:
-        out, err = _call(fn, p, q)
-        if err:
-            return failed(name, err, hints)
-        try:
-            got.append(float(out))
-        except (TypeError, ValueError):
-            return failed(name, f"return a number, got {type(out).__name__}", hints)
-    close = lambda f: all(
-        math.isclose(a, f(p, q), abs_tol=1e-9) for a, (p, q) in zip(got, cases, strict=True)
-    )  # noqa: E501
-    if close(lambda p, q: min(1.0, p / q)):
-        return passed(name)
-    if close(lambda p, q: p / q):
-        return failed(
-            name, "p/q can exceed 1 (0.5 / 0.25 = 2): a probability must be capped at 1", hints
-        )
-    if close(lambda p, q: min(1.0, q / p) if p else 1.0) or close(
-        lambda p, q: q / p if p else math.inf
-    ):
-        return failed(name, "the ratio is upside down: keep less when the draft over-proposes "
-                      "(q > p), not when the target likes x more", hints)  # fmt: skip
-    if close(lambda p, q: p):
-        return failed(name, "the target's probability alone ignores how often the draft proposes "
-                      "x: the output would follow p x q, not p", hints)  # fmt: skip
-    if close(lambda p, q: 1.0 if p > 0 else 0.0):
-        return failed(name, "keeping every proposal the target allows gives the draft's "
-                      "distribution, not the target's", hints)  # fmt: skip
-    return failed(name, f"for (p, q) = {cases[1]} you keep with probability {got[1]:g}", hints)
+    upside_down = ("the ratio is upside down: keep less when the draft over-proposes (q > p), not "
+                   "when the target likes x more")  # fmt: skip
+    wrong = [
+        (lambda p, q: p / q, "p/q can exceed 1 (0.5 / 0.25 = 2): a probability must be capped at 1"),
+        (lambda p, q: min(1.0, q / p) if p else 1.0, upside_down),
+        (lambda p, q: q / p if p else math.inf, upside_down),
+        (lambda p, q: p, "the target's probability alone ignores how often the draft proposes x: "
+         "the output would follow p x q, not p"),
+        (lambda p, q: 1.0 if p > 0 else 0.0, "keeping every proposal the target allows gives the "
+         "draft's distribution, not the target's"),
+    ]  # fmt: skip
+    return _check_formula(
+        fn, ACCEPT_HINTS, cases, lambda p, q: min(1.0, p / q), wrong,
+        lambda got: f"for (p, q) = {cases[1]} you keep with probability {got[1]:g}", abs_tol=1e-9,
+    )  # fmt: skip
 
 
 def check_tokens_per_round(fn: Callable[[float, int], float] | None) -> bool:
@@ -165,37 +183,20 @@ def check_tokens_per_round(fn: Callable[[float, int], float] | None) -> bool:
     Recognised: ``k * alpha`` (each proposal independent of the ones before, no target token);
     forgetting the target's own token; ``alpha ** k`` alone.
     """
-    name, hints = ROUND_HINTS.name, ROUND_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, f"the answer must be a function, got {type(fn).__name__}", hints)
     cases = [(0.5, 1), (0.8, 4), (0.3, 2), (1.0, 3), (0.0, 5)]
-    got = []
-    for a, k in cases:
-        out, err = _call(fn, a, k)
-        if err:
-            return failed(name, err, hints)
-        try:
-            got.append(float(out))
-        except (TypeError, ValueError):
-            return failed(name, f"return a number, got {type(out).__name__}", hints)
-    close = lambda f: all(
-        math.isclose(g, f(a, k), rel_tol=1e-6) for g, (a, k) in zip(got, cases, strict=True)
-    )  # noqa: E501
-    if close(expected_tokens_per_round):
-        return passed(name)
-    if close(lambda a, k: expected_tokens_per_round(a, k) - 1):
-        return failed(name, "the target's own token is missing: a round emits at least one "
-                      "token, even when the first proposal is rejected", hints)  # fmt: skip
-    if close(lambda a, k: k * a) or close(lambda a, k: k * a + 1):
-        return failed(name, "proposal i counts only if proposals 1..i-1 were all kept: its "
-                      "chance is alpha^i, not alpha", hints)  # fmt: skip
-    if close(lambda a, k: a**k):
-        return failed(
-            name, "alpha^k is the chance that all k are kept, not the expected count", hints
-        )
-    return failed(name, f"for alpha = 0.8, k = 4 you give {got[1]:g} tokens", hints)
+    not_alpha = ("proposal i counts only if proposals 1..i-1 were all kept: its chance is alpha^i, "
+                 "not alpha")  # fmt: skip
+    wrong = [
+        (lambda a, k: expected_tokens_per_round(a, k) - 1, "the target's own token is missing: a "
+         "round emits at least one token, even when the first proposal is rejected"),
+        (lambda a, k: k * a, not_alpha),
+        (lambda a, k: k * a + 1, not_alpha),
+        (lambda a, k: a**k, "alpha^k is the chance that all k are kept, not the expected count"),
+    ]  # fmt: skip
+    return _check_formula(
+        fn, ROUND_HINTS, cases, expected_tokens_per_round, wrong,
+        lambda got: f"for alpha = 0.8, k = 4 you give {got[1]:g} tokens", rel_tol=1e-6,
+    )  # fmt: skip
 
 
 def check_verify_cost_prediction(answer: float | None, actual: float) -> bool:
