@@ -15,7 +15,14 @@ from matplotlib.patches import FancyBboxPatch
 
 from ..speculative import Round
 
-__all__ = ["round_figure", "acceptance_figure", "tradeoff_figure", "ROUND_COLORS"]
+__all__ = [
+    "round_figure",
+    "acceptance_figure",
+    "tradeoff_figure",
+    "speculative_tradeoff_row",
+    "tradeoff_rows",
+    "ROUND_COLORS",
+]
 
 #: kept proposal, rejected proposal, never checked (after a rejection), the target's own token
 ROUND_COLORS = {
@@ -53,7 +60,8 @@ def round_figure(r: Round, decode: Callable[[int], str] | None = None) -> Figure
     what = "bonus token (all kept)" if r.bonus else f"corrects proposal {r.accepted + 1}"
     ax.set_title(
         f"position {r.position}: {r.accepted} of {k} proposals kept, the target adds "
-        f"{label(r.corrected)!r} ({what}): {r.accepted + 1} tokens for one target pass",
+        f"{label(r.corrected)!r} ({what}): {r.accepted + 1} token{'s' * (r.accepted > 0)} for one "
+        "target pass",
         fontsize=9,
     )
     ax.set_xlim(-2.2, 1.2 * k + 0.8)
@@ -90,6 +98,41 @@ def acceptance_figure(pairs: dict[str, dict]) -> Figure:
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def speculative_tradeoff_row(target: dict, pair: dict, draft_bytes: int) -> dict:
+    """One speculative pair as a row of :func:`tradeoff_figure`, at its best ``k``.
+
+    ``target``: the target's row of ``results_faster.json["weights"][model]["fp32"]``; ``pair``: the
+    pair's rows of ``results_faster.json["speculative"]``; ``draft_bytes``: the draft's
+    :func:`~nexttoken.quantize.weight_bytes`. A round reads the target's weights once and the
+    draft's ``k`` times, and emits ``tokens_per_round`` tokens: that many bytes per token. Its
+    tokens/s are the target's times the speed-up measured against plain ``generate`` in the same
+    series; its loss is the target's (the output is the target's own).
+    """
+    k, best = max(
+        ((int(key[2:]), r) for key, r in pair.items() if key.startswith("k=")),
+        key=lambda kr: kr[1]["speedup_vs_plain"],
+    )
+    return {
+        "k": k,
+        "weight_bytes_per_token": (target["weight_bytes_per_token"] + k * draft_bytes)
+        / best["tokens_per_round"],
+        "tokens_per_s": target["tokens_per_s"] * best["speedup_vs_plain"],
+        "held_out_nats_per_token": target.get("held_out_nats_per_token"),
+    }
+
+
+def tradeoff_rows(results: dict, model: str, drafts: dict[str, int]) -> dict[str, dict]:
+    """The rows of :func:`tradeoff_figure` for ``model`` (a key of ``results["weights"]``, e.g.
+    ``"book"``): its fp32, bf16 and int8 rows, then one row per speculative pair of ``drafts``
+    (pair name, e.g. ``"book+draft"`` -> the draft's weight bytes), at the pair's best ``k``."""
+    weights = results["weights"][model]
+    rows = {name: weights[name] for name in ("fp32", "bf16", "int8")}
+    for pair, draft_bytes in drafts.items():
+        row = speculative_tradeoff_row(weights["fp32"], results["speculative"][pair], draft_bytes)
+        rows[f"speculative, {pair.split('+')[-1]} draft, k={row['k']}"] = row
+    return rows
 
 
 def tradeoff_figure(rows: dict[str, dict], title: str = "the book model") -> Figure:
