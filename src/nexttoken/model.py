@@ -31,6 +31,8 @@ __all__ = [
     "CausalSelfAttention",
     "MLP",
     "attention",
+    "fused_attention",
+    "causal_mask",
     "count_parameters",
 ]
 
@@ -111,6 +113,30 @@ def causal_mask(n_query: int, n_key: int, device=None) -> torch.Tensor:
     """
     offset = n_key - n_query
     return torch.ones(n_query, n_key, dtype=torch.bool, device=device).tril(diagonal=offset)
+
+
+def fused_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """:func:`attention` through PyTorch's fused kernel, causal unless ``mask`` is given.
+
+    ``q`` ``(B, H, N, d_head)`` holds the *last* ``N`` of the ``T`` positions in ``k``, ``v``
+    ``(B, H, T, d_head)``; ``mask``: None (causal) or a boolean ``(B, 1, N, T)``, True = may attend
+    (padded or paged batches). Returns ``(B, H, N, d_head)``.
+    """
+    N, T = q.size(-2), k.size(-2)
+    if mask is not None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    if N == 1:  # one new token sees every cached one: no mask needed
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    if N == T:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+    m = causal_mask(N, T, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=dropout_p)
 
 
 class KVCache:
@@ -207,17 +233,11 @@ class CausalSelfAttention(nn.Module):
         T = k.size(2)
         weights = None
         drop = self.dropout if self.training else 0.0
-        if need_weights:
+        if need_weights:  # written out, to return the weights
             m = causal_mask(N, T, device=x.device) if mask is None else mask
             y, weights = attention(q, k, v, m)
-        elif mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        elif N == 1:  # one new token sees every cached one: no mask needed
-            y = F.scaled_dot_product_attention(q, k, v)
-        elif N == T:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(N, T, x.device))
+            y = fused_attention(q, k, v, mask, drop)
         y = self.c_proj(self.merge_heads(y))
         if drop:  # skipped at inference: a no-op call still costs time at every step
             y = F.dropout(y, drop, True)
@@ -345,6 +365,26 @@ class GPT(nn.Module):
                     f"token id {bad} is out of range: ids must be in [0, {self.config.vocab_size - 1}]"
                 )
 
+    def embed(
+        self, idx: torch.Tensor, past: int = 0, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Token + position embeddings: ids ``(B, N)`` -> ``(B, N, d)``.
+
+        Positions are ``past .. past + N - 1`` for every row, or ``positions`` ``(B, N)`` when given.
+        """
+        tok = self.transformer.wte(idx.long())  # (B, N, d)
+        if positions is None:
+            N = idx.size(1)
+            return tok + self.transformer.wpe.weight[past : past + N]  # (N, d), broadcast over B
+        if positions.shape != idx.shape:
+            raise ValueError(
+                f"positions must have the shape of ids {tuple(idx.shape)}, "
+                f"got {tuple(positions.shape)}"
+            )
+        if int(positions.min()) < 0 or int(positions.max()) >= self.config.block_size:
+            raise ValueError(f"positions must be in [0, {self.config.block_size - 1}]")
+        return tok + self.transformer.wpe(positions)  # (B, N, d): each row its own positions
+
     def run(
         self,
         idx: torch.Tensor,
@@ -373,21 +413,8 @@ class GPT(nn.Module):
         self.check_ids(idx, past)
         if cache is not None:
             cache.check(idx.size(0), idx.size(1))
-        idx = idx.long()
         N = idx.size(1)
-        tok = self.transformer.wte(idx)  # (B, N, d)
-        if positions is None:
-            pos = self.transformer.wpe.weight[past : past + N]  # (N, d), broadcast over the batch
-        else:
-            if positions.shape != idx.shape:
-                raise ValueError(
-                    f"positions must have the shape of ids {tuple(idx.shape)}, "
-                    f"got {tuple(positions.shape)}"
-                )
-            if int(positions.min()) < 0 or int(positions.max()) >= self.config.block_size:
-                raise ValueError(f"positions must be in [0, {self.config.block_size - 1}]")
-            pos = self.transformer.wpe(positions)  # (B, N, d): each row its own positions
-        x = self.transformer.drop(tok + pos)
+        x = self.transformer.drop(self.embed(idx, past, positions))
         hidden = [x] if output_hidden_states else None
         attns = [] if output_attentions else None
         for i, block in enumerate(self.transformer.h):

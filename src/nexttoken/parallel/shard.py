@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model import Block, GPTConfig, KVCache, causal_mask
+from ..model import Block, GPTConfig, KVCache, fused_attention
 
 __all__ = ["ShardBlock", "ShardCache", "check_split", "head_slice"]
 
@@ -160,15 +160,7 @@ class ShardBlock(nn.Module):
         )
         if cache is not None:  # any cache with the KVCache interface (a paged one too)
             k, v = cache.update(layer, k, v)
-        T = k.size(2)
-        if mask is not None:  # (B, 1, N, T), True = may attend: padded or paged batches
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        elif N == 1:
-            y = F.scaled_dot_product_attention(q, k, v)
-        elif N == T:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(N, T, x.device))
+        y = fused_attention(q, k, v, mask)  # the single-process model's own attention call
         y = y.transpose(1, 2).reshape(B, N, h * self.d_head)
         return self.attn_proj(y)
 

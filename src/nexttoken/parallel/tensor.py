@@ -80,25 +80,6 @@ class ParallelGPT(GPT):
             device=self.lm_head.weight.device,
         )
 
-    def embed(
-        self, idx: torch.Tensor, past: int = 0, positions: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Token + position embeddings: ids ``(B, N)`` -> ``(B, N, d)``.
-
-        Positions are ``past .. past + N - 1``, or ``positions`` ``(B, N)`` when given.
-        """
-        if positions is None:
-            N = idx.size(1)
-            return self.transformer.wte(idx.long()) + self.transformer.wpe.weight[past : past + N]
-        if positions.shape != idx.shape:
-            raise ValueError(
-                f"positions must have the shape of ids {tuple(idx.shape)}, "
-                f"got {tuple(positions.shape)}"
-            )
-        if int(positions.min()) < 0 or int(positions.max()) >= self.config.block_size:
-            raise ValueError(f"positions must be in [0, {self.config.block_size - 1}]")
-        return self.transformer.wte(idx.long()) + self.transformer.wpe(positions)
-
     def blocks(
         self,
         x: torch.Tensor,
