@@ -38,6 +38,7 @@ Run: ``.venv/bin/python benchmarks/batching.py`` (about 5 minutes on a quiet 2-c
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -51,7 +52,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nexttoken.batching import generate_batch, padded_batch
+from nexttoken.batching import column_major_weights, generate_batch, padded_batch
 from nexttoken.serve import Engine
 
 HERE = Path(__file__).resolve().parent
@@ -177,48 +178,59 @@ def hf_generate_batch(hf, prompts, n_new: int) -> list[list[int]]:
 
 
 def against_hf(hf, ours, batches, n_new, repeats) -> list[dict]:
+    """Same weights, same padded batch, interleaved runs: transformers' ``generate`` against
+    ``generate_batch`` on the model as loaded (``nn.Linear``'s row-major weights) and on a copy
+    with column-major weights (:func:`~nexttoken.batching.column_major_weights`: transformers'
+    own layout)."""
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(2)
     V = ours.config.vocab_size
+    packed = column_major_weights(copy.deepcopy(ours))
+    runs = {
+        "ours": lambda p, n: generate_batch(ours, p, n, temperature=0),
+        "packed": lambda p, n: generate_batch(packed, p, n, temperature=0),
+        "hf": lambda p, n: hf_generate_batch(hf, p, n),
+    }
     rows = []
     for B in batches:
         lengths = torch.randint(4, 33, (B,), generator=g).tolist()
         prompts = [torch.randint(0, V, (n,), generator=g).tolist() for n in lengths]
-        a = generate_batch(ours, prompts, n_new, temperature=0)
-        b = hf_generate_batch(hf, prompts, n_new)
-        t = {"ours": [], "hf": [], "ours_wall": [], "hf_wall": []}
+        out = {who: fn(prompts, n_new) for who, fn in runs.items()}
+        t = {who + sfx: [] for who in runs for sfx in ("", "_wall")}
+        order = list(runs)
         for r in range(repeats):
-            for who in ("ours", "hf") if r % 2 == 0 else ("hf", "ours"):
+            for who in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
                 with Clock() as c:
-                    if who == "ours":
-                        generate_batch(ours, prompts, n_new, temperature=0)
-                    else:
-                        hf_generate_batch(hf, prompts, n_new)
+                    runs[who](prompts, n_new)
                 t[who].append(c.cpu)
                 t[who + "_wall"].append(c.wall)
-        t_ours, t_hf = t["ours"], t["hf"]
-        mo, mh = statistics.median(t_ours), statistics.median(t_hf)
+        med = {k: statistics.median(v) for k, v in t.items()}
         rows.append(
             {
                 "batch": B,
                 "prompt_lengths": lengths,
                 "new_tokens": n_new,
-                "nexttoken_tokens_per_s": round(B * n_new / mo, 2),
-                "transformers_tokens_per_s": round(B * n_new / mh, 2),
-                "ratio": round(mh / mo, 3),
-                "ratio_wall": round(
-                    statistics.median(t["hf_wall"]) / statistics.median(t["ours_wall"]), 3
-                ),
-                "tokens_identical": a == b,
+                "nexttoken_tokens_per_s": round(B * n_new / med["ours"], 2),
+                "nexttoken_column_major_tokens_per_s": round(B * n_new / med["packed"], 2),
+                "transformers_tokens_per_s": round(B * n_new / med["hf"], 2),
+                "ratio": round(med["hf"] / med["ours"], 3),
+                "ratio_column_major": round(med["hf"] / med["packed"], 3),
+                "ratio_wall": round(med["hf_wall"] / med["ours_wall"], 3),
+                "ratio_column_major_wall": round(med["hf_wall"] / med["packed_wall"], 3),
+                "tokens_identical": out["ours"] == out["hf"],
+                "tokens_identical_column_major": out["packed"] == out["hf"],
                 "clock": "cpu",
-                "runs_nexttoken_s": [round(x, 3) for x in t_ours],
-                "runs_transformers_s": [round(x, 3) for x in t_hf],
+                "runs_nexttoken_s": [round(x, 3) for x in t["ours"]],
+                "runs_nexttoken_column_major_s": [round(x, 3) for x in t["packed"]],
+                "runs_transformers_s": [round(x, 3) for x in t["hf"]],
                 "load_average": load_average(),
             }
         )
         print(
-            f"vs transformers B={B}: {B * n_new / mo:.1f} vs {B * n_new / mh:.1f} tok/s, ratio "
-            f"{mh / mo:.3f}, identical {a == b}",
+            f"vs transformers B={B}: {B * n_new / med['ours']:.1f} (column-major "
+            f"{B * n_new / med['packed']:.1f}) vs {B * n_new / med['hf']:.1f} tok/s, ratio "
+            f"{med['hf'] / med['ours']:.3f} (column-major {med['hf'] / med['packed']:.3f}), "
+            f"identical {out['ours'] == out['hf']} / {out['packed'] == out['hf']}",
             flush=True,
         )
     return rows

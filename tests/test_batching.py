@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nexttoken import load_book_model
-from nexttoken.batching import generate_batch, padded_batch
+from nexttoken.batching import column_major_weights, generate_batch, padded_batch
 from nexttoken.generate import generate
 from nexttoken.model import GPT, GPTConfig
 
@@ -157,3 +159,27 @@ def test_positions_are_checked(tiny_model):
         tiny_model.run(ids, positions=torch.tensor([[0]]))
     with pytest.raises(ValueError, match="positions"):
         tiny_model.run(ids, positions=torch.tensor([[0, 24]]))
+
+
+def test_column_major_weights_keep_values_and_shapes(tiny_model):
+    packed = column_major_weights(copy.deepcopy(tiny_model))
+    before, after = tiny_model.state_dict(), packed.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # same values, same shapes
+    w = packed.transformer.h[0].mlp.c_fc.weight  # (4d, d), laid out as (d, 4d) row by row
+    assert w.shape == tiny_model.transformer.h[0].mlp.c_fc.weight.shape
+    assert w.stride() == (1, w.size(0)) and not w.is_contiguous()
+    assert packed.lm_head.weight is packed.transformer.wte.weight  # still tied, untouched
+
+
+def test_column_major_batch_equals_its_own_generate(book):
+    packed = column_major_weights(copy.deepcopy(book))
+    prompts = [[5, 9, 200], list(range(30, 47)), [7]]
+    together = generate_batch(packed, prompts, 12, temperature=0)
+    for p, row in zip(prompts, together, strict=True):
+        assert row == generate(packed, p, 12, temperature=0)[0].tolist()
+
+
+def test_column_major_needs_a_gpt():
+    with pytest.raises(TypeError, match="nexttoken GPT"):
+        column_major_weights(torch.nn.Linear(2, 2))
