@@ -46,7 +46,7 @@ def test_speculative_row_is_the_best_k():
 
 def test_tradeoff_rows_and_figure():
     rows = tradeoff_rows(RESULTS, "m", {"m+small": 1_000_000})
-    assert list(rows) == ["fp32", "bf16", "int8", "speculative, small draft, k=2"]
+    assert list(rows) == ["fp32", "bf16", "int8", "speculative m+small, k=2"]
     assert len(tradeoff_figure(rows).axes[0].texts) == 4
 
 

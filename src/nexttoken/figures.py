@@ -149,6 +149,23 @@ def _speculative_acceptance() -> Figure:
     return acceptance_figure(json.loads(path.read_text())["speculative"])
 
 
+def _speculative_tradeoff() -> Figure:
+    import json
+
+    from .book import load_book_draft_model
+    from .quantize import weight_bytes
+    from .viz.faster import tradeoff_figure, tradeoff_rows
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results_faster.json"
+    res = json.loads(path.read_text())
+    drafts = {
+        "book+draft": weight_bytes(load_book_draft_model()),
+        "book+int8": res["weights"]["book"]["int8"]["weight_bytes_per_token"],
+    }
+    title = "the book model: bytes read per token, speed, held-out loss"
+    return tradeoff_figure(tradeoff_rows(res, "book", drafts), title=title)
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "pipeline.png": lambda: pipeline_figure(),
     "tokens_chips.png": _tokens_chips,  # notebook 01
@@ -163,6 +180,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "serving_paging_waste.png": _serving_paging,  # notebook 10
     "serving_continuous_batching.png": _serving_timeline,  # notebook 10
     "speculative_acceptance.png": _speculative_acceptance,  # notebook 11 (results_faster.json)
+    "speculative_tradeoff.png": _speculative_tradeoff,  # notebook 11 (results_faster.json)
     "tensor_parallel_block.png": _tensor_parallel_block,  # notebook 12
 }
 

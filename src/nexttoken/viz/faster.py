@@ -131,31 +131,39 @@ def tradeoff_rows(results: dict, model: str, drafts: dict[str, int]) -> dict[str
     rows = {name: weights[name] for name in ("fp32", "bf16", "int8")}
     for pair, draft_bytes in drafts.items():
         row = speculative_tradeoff_row(weights["fp32"], results["speculative"][pair], draft_bytes)
-        rows[f"speculative, {pair.split('+')[-1]} draft, k={row['k']}"] = row
+        rows[f"speculative {pair}, k={row['k']}"] = row
     return rows
 
 
 def tradeoff_figure(rows: dict[str, dict], title: str = "the book model") -> Figure:
-    """Bytes of weights read per token against tokens/s, each point labelled with its held-out
-    loss (rows: ``results_faster.json["weights"]["book"]`` and, optionally, speculative rows with
-    the same keys)."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for name, r in rows.items():
-        x, y = r["weight_bytes_per_token"] / 1e6, r["tokens_per_s"]
+    """Bytes of weights read per token against tokens/s, each point labelled with its name and
+    held-out loss (rows: ``results_faster.json["weights"]["book"]`` and, optionally, speculative
+    rows with the same keys, see :func:`tradeoff_rows`). Labels are stacked so they never overlap."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    points = [
+        (r["weight_bytes_per_token"] / 1e6, r["tokens_per_s"], name, r) for name, r in rows.items()
+    ]
+    x_max = max(p[0] for p in points)
+    y_max = max(p[1] for p in points)
+    gap = 0.075 * y_max  # one label line, in data units
+    label_y = float("inf")
+    for x, y, name, r in sorted(points, key=lambda p: -p[1]):  # top to bottom
         ax.scatter([x], [y], s=50)
+        label_y = min(y, label_y - gap)
         loss = r.get("held_out_nats_per_token")
         ax.annotate(
-            f"{name}" + ("" if loss is None else f"\n{loss:.3f} nats/token"),
+            f"{name}" + ("" if loss is None else f": {loss:.4f} nats/token"),
             (x, y),
-            textcoords="offset points",
-            xytext=(6, 4),
+            xytext=(x + 0.04 * x_max, label_y),
+            va="center",
             fontsize=8,
+            arrowprops=dict(arrowstyle="-", lw=0.5, color="grey") if label_y < y else None,
         )
     ax.set_xlabel("MB of weights read per token")
     ax.set_ylabel("tokens/s (1 thread, CPU time)")
     ax.set_title(title, fontsize=10)
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+    ax.set_xlim(0, 2.0 * x_max)
+    ax.set_ylim(0, 1.12 * y_max)
     fig.tight_layout()
     plt.close(fig)
     return fig
