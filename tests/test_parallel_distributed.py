@@ -55,7 +55,10 @@ def check_equal(rep: dict, tp: int, pp: int) -> None:
     micro-batches is bit-identical on an AVX-512 CPU but not under the simulated AVX2 CPU of
     `make other-cpus` (MKL_ENABLE_INSTRUCTIONS=AVX2). So micro-batched runs get the rounding bound.
 
-    With T > 1 the float32 tolerance is an absolute 3e-5, not 1e-5, and why: a row-parallel product
+    With T > 1 the float32 tolerance is an absolute 3e-5 on the book model (1e-5 on the GPT-2-shaped
+    one, whose logits stay under 3), together with a relative yardstick that can fail: the split's
+    logits must be no further from the exact (float64) logits than 1.5 times one process's are.
+    Why not 1e-5 on the book model: a row-parallel product
     (W_O, W_proj) sums d/T (or 4d/T) terms on each rank and the all-reduce then adds the T partial
     sums, so each output is rounded in another order than the single product. Both are float32
     roundings of the same exact value, each about as far from it as the other: the single-process
@@ -76,6 +79,11 @@ def check_equal(rep: dict, tp: int, pp: int) -> None:
             assert c["max_abs_diff"] < 1e-10, name
         else:  # float32: the all-reduce (or a micro-batch's kernel) rounds in another order
             assert c["max_abs_diff"] <= TP_FLOAT32_ATOL, name
+            # ... and the split is as exact as one process: measured 0.89 to 1.07 times its
+            # distance from the float64 logits (book model 1.35e-5 vs 1.52e-5)
+            assert c["parallel_error"] <= 1.5 * c["one_process_error"], name
+            if c["config"] == "gpt2-shaped":  # logits up to 3: the 1e-5 holds (2.6e-6)
+                assert c["max_abs_diff"] <= 1e-5, name
         assert c["greedy_equal"], name  # generate runs under inference_mode: all-reduces work there
         # the gloo trap reported for older torch (all_gather under inference_mode) does not bite
         # torch 2.13; the shards only ever all-gather under no_grad anyway

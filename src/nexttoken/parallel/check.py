@@ -15,6 +15,7 @@ Rank 0 prints one JSON object as its last line.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
@@ -166,6 +167,15 @@ def run_check(
 
     logits = _forward(part, ids)
     diff = None if logits is None else float((logits - ref).abs().max())
+    # how far each float32 result is from the exact logits (the same weights in float64): the
+    # yardstick for "equal within rounding", since one process is itself a rounding of them
+    err_one = err_split = None
+    if logits is not None and DTYPES[dtype] == torch.float32:
+        with torch.no_grad():
+            exact = copy.deepcopy(model).double()(ids)
+        err_one = float((ref.double() - exact).abs().max())
+        err_split = float((logits.double() - exact).abs().max())
+        del exact
 
     prompt = ids[:, : max(1, tokens // 2)]
     want = generate(model, prompt, new_tokens, temperature=0.0)
@@ -222,6 +232,8 @@ def run_check(
     mine = {
         "rank": rank,
         "diff": diff,
+        "err_one": err_one,
+        "err_split": err_split,
         "greedy_equal": greedy_equal,
         "bytes": bytes_rows,
         "timeline": timeline,
@@ -252,6 +264,10 @@ def run_check(
         "dtype": dtype,
         "max_abs_diff": max(diffs),
         "max_abs_logit": float(ref.abs().max()),
+        # float32 only (None in float64): distance of one process's logits, and of the split's,
+        # from the exact ones (the same weights run in float64)
+        "one_process_error": _max_or_none(r["err_one"] for r in everyone),
+        "parallel_error": _max_or_none(r["err_split"] for r in everyone),
         "greedy_equal": all(r["greedy_equal"] for r in everyone),
         "all_gather_under_inference_mode": all(r["all_gather_inference_ok"] for r in everyone),
         "bytes_equal": all(
@@ -274,6 +290,11 @@ def run_check(
     if dtensor and pp == 1 and dtype == "float32":
         report["dtensor_max_abs_diff"] = max(r["dtensor_diff"] for r in everyone)
     return report
+
+
+def _max_or_none(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
 
 
 def explain(e: Exception, timeout_s: float) -> str:
