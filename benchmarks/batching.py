@@ -236,6 +236,41 @@ def against_hf(hf, ours, batches, n_new, repeats) -> list[dict]:
     return rows
 
 
+@torch.inference_mode()
+def layout_times(model, rows=(1, 2, 4, 8, 12, 16, 32), repeats: int = 3) -> list[dict]:
+    """CPU ms of one step's block products (every block matrix of ``model``, in order, streamed from
+    memory as a decoding step reads them) with ``M`` input rows, in two memory layouts of the same
+    weights: ``nn.Linear``'s ``(out, in)`` row-major (``F.linear(x, W)`` = ``x @ W.T``) and
+    ``(in, out)`` row-major (``x @ W``: GPT-2's Conv1D, transformers, ``column_major_weights``)."""
+    torch.set_num_threads(1)
+    mats = []
+    for block in model.transformer.h:
+        for lin in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+            w = lin.weight.detach()
+            mats.append((w.contiguous(), w.t().contiguous(), lin.bias.detach()))
+    out = []
+    for M in rows:
+        xs = {n: torch.randn(M, n) for n in {w.size(1) for w, _, _ in mats}}
+        row = {"rows": M}
+        for name, fn in (
+            ("row_major_ms", lambda xs=xs: [F.linear(xs[w.size(1)], w, b) for w, _, b in mats]),
+            (
+                "column_major_ms",
+                lambda xs=xs: [torch.addmm(b, xs[w.size(1)], wt) for w, wt, b in mats],
+            ),
+        ):
+            fn()  # warm-up
+            best = float("inf")
+            for _ in range(repeats):
+                with Clock() as c:
+                    fn()
+                best = min(best, c.cpu)
+            row[name] = round(best * 1e3, 1)
+        print(f"layouts M={M}: {row}", flush=True)
+        out.append(row)
+    return out
+
+
 # --- 3. continuous vs static ------------------------------------------------------------------
 def workload(n_requests: int, vocab: int, seed: int = 3) -> list[tuple[list[int], int]]:
     """Prompts of 8-32 tokens; output lengths: 75% short (4-16 tokens), 25% long (64-128)."""
@@ -372,14 +407,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", default=str(HERE / "results_batching.json"), help="'' to skip")
     p.add_argument(
         "--sections",
-        default="batching,hf,continuous",
+        default="batching,hf,layouts,continuous",
         help="what to measure; with fewer than all, the other sections of an existing --json "
         "file are kept (and batching rows of other thread counts)",
     )
     args = p.parse_args(argv)
     sections = set(args.sections.split(","))
     old = {}
-    if args.json and Path(args.json).exists() and sections != {"batching", "hf", "continuous"}:
+    if (
+        args.json
+        and Path(args.json).exists()
+        and sections != {"batching", "hf", "layouts", "continuous"}
+    ):
         old = json.loads(Path(args.json).read_text())
     t_start = time.perf_counter()
     res: dict = {
@@ -412,6 +451,8 @@ def main(argv: list[str] | None = None) -> dict:
         res["vs_transformers"] = against_hf(
             hf, ours, hf_batches, args.hf_new_tokens, args.hf_repeats
         )
+    if "layouts" in sections:
+        res["layouts"] = layout_times(ours)
     if "continuous" in sections:
         res["continuous"] = continuous_vs_static(
             ours, args.requests, args.max_batch, args.block_tokens
