@@ -118,4 +118,13 @@ WIDGETS = (
             Control("reset", "button", back_to_start=True),
         ),
     ),
+    Widget(
+        "11_faster_tokens.ipynb",
+        "nt-speculative",
+        (
+            # the second round of "I pray you, sir," (k = 4) starts at position 9
+            Control("next", "button", lambda v: "position 9:"),
+            Control("prev", "button", back_to_start=True),
+        ),
+    ),
 )
