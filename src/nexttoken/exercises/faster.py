@@ -201,7 +201,8 @@ def check_tokens_per_round(fn: Callable[[float, int], float] | None) -> bool:
 
 def check_verify_cost_prediction(answer: float | None, actual: float) -> bool:
     """Predict, then run: how many times a one-token step does the target's pass over 5 tokens
-    cost on this CPU? (``actual``: the ratio the notebook measures.) Within 30%."""
+    cost? (``actual``: the ratio the notebook computes from ``benchmarks/results_faster.json``, as
+    ``benchmarks/faster.py`` measured it, so the same on every reader's CPU.) Within 30%."""
     return check_prediction(
         answer,
         actual,
