@@ -54,6 +54,25 @@ def test_generate_accepts_the_quantized_model(tiny_model, make):
     assert generate(q, [5, 6, 7], 4, generator=g).shape == (1, 7)
 
 
+@pytest.mark.parametrize("make", [int8_weights, lambda m: quantize(m, "int8"),
+                                  lambda m: quantize(m, "bf16")])  # fmt: skip
+def test_batching_serving_and_the_loop_accept_the_quantized_model(tiny_model, make):
+    # they once read the device from lm_head.weight, which a quantized lm_head does not have
+    from nexttoken.batching import generate_batch
+    from nexttoken.loop import next_step
+    from nexttoken.serve import Engine
+
+    q = make(tiny_model)
+    prompts = [[5, 6, 7], [8, 9]]
+    alone = [generate(q, p, 4, temperature=0)[0].tolist() for p in prompts]
+    assert generate_batch(q, prompts, 4, temperature=0) == alone
+    engine = Engine(q, max_batch=2, num_blocks=8, block_tokens=4)
+    ids = [engine.add_request(p, 4, temperature=0) for p in prompts]
+    out = engine.run()
+    assert [out[i] for i in ids] == alone
+    assert next_step(q, [5, 6, 7]) is not None
+
+
 def test_int8_reads_about_a_quarter_of_the_bytes(tiny_model):
     fp32 = weight_bytes(tiny_model)
     for q in (int8_weights(tiny_model), quantize(tiny_model, "int8")):

@@ -151,7 +151,7 @@ def generate_batch(
     if max_new_tokens == 0:
         return [list(p) for p in prompts]
 
-    device = model.lm_head.weight.device
+    device = model.transformer.wte.weight.device  # not lm_head: quantized, it has no .weight tensor
     was_training = model.training
     model.eval()
     try:
