@@ -128,6 +128,15 @@ def _serving_timeline() -> Figure:
     return timeline_figure({k: [h["slots"] for h in e.history] for k, e in engines.items()}, 4)
 
 
+def _serving_throughput() -> Figure:
+    import json
+
+    from .viz.serving import throughput_figure
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results_batching.json"
+    return throughput_figure(json.loads(path.read_text())["batching"])
+
+
 def _serving_paging() -> Figure:
     from .viz.serving import chat_lengths, paging_figure
 
@@ -177,6 +186,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "kv_cache_memory.png": _kv_cache_memory,  # notebook 07
     "book_training_curve.png": _book_training_curve,  # notebook 08
     "gpt2_decode_speed.png": _gpt2_decode_speed,  # notebook 09 (benchmarks/results.json)
+    "serving_batching_throughput.png": _serving_throughput,  # notebook 10 (results_batching.json)
     "serving_paging_waste.png": _serving_paging,  # notebook 10
     "serving_continuous_batching.png": _serving_timeline,  # notebook 10
     "speculative_acceptance.png": _speculative_acceptance,  # notebook 11 (results_faster.json)
