@@ -14,7 +14,10 @@ new tokens minus that of ``n_short``, over ``n_long - n_short`` (the prompt's pa
 3. **Speculative decoding**, for each (target, draft) pair: the cost model (draft step, target pass
    over ``k + 1`` tokens, acceptance) against measured tokens/s, and against plain greedy
    ``generate`` in the same run, output checked identical. Pairs: the book model with the book's
-   draft model, the book model with its own int8 copy, GPT-2-shaped fp32 with its own int8 copy.
+   draft model, the book model with its own int8 copy, GPT-2-shaped fp32 with its own int8 copy,
+   and the same with the target's weights column-major (``gpt2cm+int8``:
+   :func:`nexttoken.batching.column_major_weights`, which makes a pass over a few tokens cheaper
+   on MKL; notebook 10).
 
 Run: ``.venv/bin/python benchmarks/faster.py`` (``--sections kernels,weights,speculative``); writes
 ``benchmarks/results_faster.json`` and prints a Markdown summary.
@@ -37,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nexttoken import load_book_encoding, load_book_model
+from nexttoken.batching import column_major_weights
 from nexttoken.book import held_out_metrics
 from nexttoken.configs import get_config
 from nexttoken.generate import generate
@@ -317,12 +321,13 @@ def speculative(repeats: int, n_short: int, n_long: int, ks: list[int], pairs: l
         res["book+int8"] = speculative_pair(
             book, quantize(book, "int8"), book_prompts, ks, n_short, n_long, repeats
         )
-    if "gpt2+int8" in pairs:
-        g = gpt2_shaped()
-        res["gpt2+int8"] = speculative_pair(
-            g, quantize(g, "int8"), [list(range(8)), list(range(100, 108))], ks, n_short,
-            n_long, max(1, repeats - 1),
-        )  # fmt: skip
+    for pair in ("gpt2+int8", "gpt2cm+int8"):  # cm: the target's weights column-major (notebook 10)
+        if pair in pairs:
+            g = gpt2_shaped() if pair == "gpt2+int8" else column_major_weights(gpt2_shaped())
+            res[pair] = speculative_pair(
+                g, quantize(g, "int8"), [list(range(8)), list(range(100, 108))], ks, n_short,
+                n_long, max(1, repeats - 1),
+            )  # fmt: skip
     return res
 
 
@@ -339,9 +344,11 @@ def agreement(res: dict) -> dict:
     book_ids = torch.tensor([load_book_encoding().encode(load_plays()[HELD_OUT][:4000])[:256]])
     book = load_book_model()
     g = gpt2_shaped()
+    g_cm = column_major_weights(gpt2_shaped())
     out = {}
     for name, target, draft, ids in (
         ("gpt2+int8", g, quantize(g, "int8"), random_ids),
+        ("gpt2cm+int8", g_cm, quantize(g_cm, "int8"), random_ids),
         ("book+int8", book, quantize(book, "int8"), book_ids),
         ("book+draft", book, load_book_draft_model(), book_ids),
     ):
@@ -413,7 +420,7 @@ def markdown(res: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sections", default="kernels,weights,speculative,agreement")
-    ap.add_argument("--pairs", default="book+draft,book+int8,gpt2+int8")
+    ap.add_argument("--pairs", default="book+draft,book+int8,gpt2+int8,gpt2cm+int8")
     ap.add_argument("--ks", default="1,2,3,4,6")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--short", type=int, default=8)

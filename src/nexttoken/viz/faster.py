@@ -74,7 +74,7 @@ def round_figure(r: Round, decode: Callable[[int], str] | None = None) -> Figure
 def acceptance_figure(pairs: dict[str, dict]) -> Figure:
     """For each pair (rows of ``results_faster.json["speculative"]``): the acceptance ``alpha`` and
     tokens per target pass against ``k`` (left), measured and predicted speed-up (right)."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4 + 0.25 * len(pairs)))
     for name, rows in pairs.items():
         ks = sorted(int(key[2:]) for key in rows if key.startswith("k="))
         got = [rows[f"k={k}"] for k in ks]
@@ -90,11 +90,11 @@ def acceptance_figure(pairs: dict[str, dict]) -> Figure:
                color=line.get_color(), label=f"{name}: cost model")  # fmt: skip
     a.set_xlabel("k (draft tokens per round)")
     a.set_ylabel("tokens per target pass / alpha")
-    a.legend(fontsize=7)
     b.axhline(1.0, color="black", lw=0.8)
     b.set_xlabel("k")
     b.set_ylabel("speed-up over plain greedy generate")
-    b.legend(fontsize=7)
+    for ax in (a, b):  # below the axes, two columns: never over a line
+        ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.17))
     fig.tight_layout()
     plt.close(fig)
     return fig
