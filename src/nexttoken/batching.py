@@ -151,7 +151,7 @@ def generate_batch(
     if max_new_tokens == 0:
         return [list(p) for p in prompts]
 
-    device = model.transformer.wte.weight.device  # not lm_head: quantized, it has no .weight tensor
+    device = model.device
     was_training = model.training
     model.eval()
     try:

@@ -120,7 +120,7 @@ def generate(
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
     cfg = model.config
-    idx = as_ids(ids, cfg.vocab_size).to(model.transformer.wte.weight.device)
+    idx = as_ids(ids, cfg.vocab_size).to(model.device)
     check_max_new_tokens(max_new_tokens)
     check_sampling_args(cfg.vocab_size, temperature, top_k, top_p)
     check_generator(generator)

@@ -89,7 +89,7 @@ def next_step(
     check_sampling_args(model.config.vocab_size, temperature, top_k, top_p)
     if isinstance(n_top, bool) or not isinstance(n_top, int) or n_top < 1:
         raise ValueError(f"n_top must be an int >= 1, got {n_top!r}")
-    context = idx[:, -model.config.block_size :].to(model.transformer.wte.weight.device)
+    context = idx[:, -model.config.block_size :].to(model.device)
     was_training = model.training
     model.eval()
     try:

@@ -365,6 +365,12 @@ class GPT(nn.Module):
                     f"token id {bad} is out of range: ids must be in [0, {self.config.vocab_size - 1}]"
                 )
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live: read from the token embedding, which quantization never replaces
+        (a quantized ``lm_head`` has no ``weight`` tensor)."""
+        return self.transformer.wte.weight.device
+
     def embed(
         self, idx: torch.Tensor, past: int = 0, positions: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -113,7 +113,7 @@ def quantize(model: GPT, method: str = "int8") -> GPT:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if method == "bf16":
         return copy.deepcopy(model).to(torch.bfloat16).eval()
-    if model.transformer.wte.weight.device.type != "cpu":
+    if model.device.type != "cpu":
         raise ValueError("quantize(model, 'int8') runs on the CPU: move the model with .cpu()")
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 

@@ -215,7 +215,7 @@ class Engine:
     def step(self) -> dict[int, int]:
         """One step: admit, decode every running request by one token, prefill the new ones,
         retire the finished. Returns ``{request id: token generated in this step}``."""
-        device = self.model.transformer.wte.weight.device  # lm_head may be quantized
+        device = self.model.device
         was_training = self.model.training
         self.model.eval()
         try:

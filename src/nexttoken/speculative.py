@@ -198,7 +198,7 @@ def speculative_generate(
     """
     _check_models(target, draft)
     cfg = target.config
-    device = target.transformer.wte.weight.device
+    device = target.device
     idx = as_ids(ids, cfg.vocab_size).to(device)
     if idx.size(0) != 1:
         raise ValueError(
