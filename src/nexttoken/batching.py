@@ -211,8 +211,8 @@ def column_major_weights(model: GPT) -> GPT:
     state dict) with its memory laid out as ``W.T`` ``(in, out)`` row by row: the layout of GPT-2's
     ``Conv1D`` and of transformers, which calls the matrix kernel without a transpose. Nothing else
     changes; the kernel does. Measured with MKL on this book's machine (``benchmarks/batching.py``,
-    the block products of GPT-2 small, one thread): the same time for 1 row, about 1.3x faster
-    for 4 to 12 rows — the batch sizes of a small server. Another CPU's BLAS may differ: measure.
+    the block products of GPT-2 small, one thread): the same time for 1 row, 15% slower for 2,
+    about 1.3x faster for 4 to 12 rows — the batch sizes of a small server. Another CPU's BLAS may differ: measure.
 
     The logits may differ from the row-major model's in the last bits (another kernel sums in
     another order), so compare a batched run with single-sequence runs *of the same model*.
