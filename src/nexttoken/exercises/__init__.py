@@ -30,6 +30,7 @@ from typing import Any
 __all__ = [
     "Hints",
     "NOT_ANSWERED",
+    "call_answer",
     "check_prediction",
     "failed",
     "passed",
@@ -105,6 +106,15 @@ def failed(name: str, misconception: str, hints: Hints | Sequence[str] | str = (
 def report(ok: bool, name: str, hint: Hints | Sequence[str] | str = "", detail: str = "") -> bool:
     """``passed(name)`` if ``ok`` else ``failed(name, detail, hint)``."""
     return passed(name) if ok else failed(name, detail, hint)
+
+
+def call_answer(fn: Any, *args: Any) -> tuple[Any, str]:
+    """``(fn(*args), "")``, or ``(None, "it raised ...")``: the reader's code may raise anything,
+    and a checker reports it as a failed try instead of crashing the cell."""
+    try:
+        return fn(*args), ""
+    except Exception as err:
+        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def unanswered(answer: Any, name: str, hint: Hints | str = "") -> bool:

@@ -13,6 +13,7 @@ import torch
 
 from ..configs import get_config
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _call
 
 __all__ = [
     "HINTS",
@@ -55,13 +56,6 @@ HINTS = {
         "build the model on the meta device (nexttoken.sizes) and add up its parameters",
     ),
 }
-
-
-def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def _ln_input() -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from ..quantize import dequantize, quantize_int8
 from ..speculative import expected_tokens_per_round
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _call
 
 __all__ = [
     "HINTS",
@@ -50,13 +51,6 @@ ROUND_HINTS = Hints(
     "token: 1 + alpha + alpha^2 + ... + alpha^k (and when alpha = 1, every term is 1).",
 )
 HINTS = {h.name: h for h in (QUANT_HINTS, ACCEPT_HINTS, ROUND_HINTS)}
-
-
-def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def check_quantize_int8(fn: Callable[[torch.Tensor], Any] | None) -> bool:

@@ -16,6 +16,7 @@ import torch
 from ..checkpoint import CONV1D_WEIGHTS
 from ..model import GPT, Block, GPTConfig, GPTOutput
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _call
 
 __all__ = [
     "check_convert_block",
@@ -68,13 +69,6 @@ HINTS = {
         "the block's output and has the normalised one elsewhere in its output (section 3)",
     ),
 }
-
-
-def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def _block_in_gpt2_layout(seed: int) -> tuple[Block, dict[str, torch.Tensor]]:

@@ -14,6 +14,7 @@ import torch
 
 from ..configs import get_config
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _call
 
 __all__ = [
     "HINTS",
@@ -50,13 +51,6 @@ ENTROPY_HINTS = Hints(
     "sum with dim=-1.",
 )
 HINTS = {h.name: h for h in (SOFTMAX_HINTS, PROJECTION_HINTS, ENTROPY_HINTS)}
-
-
-def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def _close(out: Any, want: torch.Tensor, atol: float = 1e-6) -> bool:

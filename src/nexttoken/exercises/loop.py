@@ -7,7 +7,6 @@ are staged (:class:`nexttoken.exercises.Hints`) and never print the answer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -15,6 +14,7 @@ from ..configs import get_config
 from ..generate import generate
 from ..model import GPT, GPTConfig
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _call
 
 __all__ = [
     "HINTS",
@@ -50,13 +50,6 @@ WINDOW_HINTS = Hints(
     "list is returned whole).",
 )
 HINTS = {h.name: h for h in (LOOP_HINTS, KV_HINTS, WINDOW_HINTS)}
-
-
-def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def _tiny_model() -> GPT:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _call
 
 __all__ = [
     "check_mlp_cut",
@@ -46,13 +46,6 @@ BUBBLE_HINTS = Hints(
 )
 
 _CUTS = {"columns", "rows"}
-
-
-def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def check_mlp_cut(answer: dict[str, str] | None) -> bool:

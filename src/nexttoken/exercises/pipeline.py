@@ -11,6 +11,7 @@ import torch
 from ..configs import get_config
 from ..model import GPT, GPTConfig
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _safe_call
 
 __all__ = [
     "HINTS",
@@ -77,13 +78,6 @@ def check_output_shape(answer: object, n_tokens: int = 10) -> bool:
         N * cfg.d_head: "d_head is one head's width: every token's output has all d_model numbers",
     }
     return failed(name, wrong.get(answer, f"{answer:,} is not the number of output numbers"), hints)
-
-
-def _safe_call(fn, *args):
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything: report, don't crash
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def check_probabilities(fn: object) -> bool:

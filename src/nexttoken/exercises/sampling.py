@@ -14,6 +14,7 @@ import torch
 
 from ..sampling import top_k_filter, top_p_filter
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _call
 
 __all__ = [
     "HINTS",
@@ -59,13 +60,6 @@ CHI_SQUARE_HINTS = Hints(
     "sum_i (O_i - E_i)^2 / E_i. It is one number, not a p-value.",
 )
 HINTS = {h.name: h for h in (TOP_K_HINTS, TOP_P_HINTS, TEMPERATURE_HINTS, CHI_SQUARE_HINTS)}
-
-
-def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def _same_mask(out: Any, want: torch.Tensor) -> bool:

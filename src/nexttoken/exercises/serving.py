@@ -16,6 +16,7 @@ from ..batching import padded_batch
 from ..configs import get_config
 from ..loop import kv_cache_bytes_per_token
 from . import Hints, check_prediction, failed, passed, unanswered
+from . import call_answer as _call
 
 __all__ = [
     "HINTS",
@@ -51,13 +52,6 @@ OUTWEIGHS_HINTS = Hints(
     "weights: divide, then round up.",
 )
 HINTS = {h.name: h for h in (POSITIONS_HINTS, BLOCKS_HINTS, OUTWEIGHS_HINTS)}
-
-
-def _call(fn: Callable, *args: Any) -> tuple[Any, str]:
-    try:
-        return fn(*args), ""
-    except Exception as err:  # the reader's code may raise anything
-        return None, f"it raised {type(err).__name__}: {err}"
 
 
 def _as_lists(out: Any) -> Any:
