@@ -136,6 +136,7 @@ def block_split_figure(T: int = 2) -> Figure:
         fontsize=10,
         weight="bold",
     )
+    plt.close(fig)  # returned, not also drawn by the inline backend (it would show twice)
     return fig
 
 
@@ -189,6 +190,7 @@ def timeline_figure(timeline: Sequence[Sequence[float]], title: str = "") -> Fig
         fontsize=10,
     )
     fig.tight_layout()
+    plt.close(fig)  # returned, not also drawn by the inline backend
     return fig
 
 
@@ -206,4 +208,5 @@ def times_figure(labels: Sequence[str], seconds: Sequence[float], title: str = "
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    plt.close(fig)  # returned, not also drawn by the inline backend
     return fig
