@@ -11,14 +11,31 @@ weight is ``round(W / s)``, an int8 in ``[-127, 127]``; the model uses ``s * W_i
 - :func:`int8_weights` swaps every ``nn.Linear`` of a GPT for an :class:`Int8Linear` holding int8
   weights and scales. It *dequantizes* at every call: it shows the rounding's effect on the model
   exactly, but it is not faster (the arithmetic is still fp32).
-- :func:`quantize` ``(model, "int8")`` does the same through a real engine: torch's dynamic
-  quantization of ``nn.Linear`` (fbgemm / x86 backend), per-channel int8 weights, activations
-  quantized to int8 on the fly, an int8 x int8 matrix kernel. ``"bf16"`` is the 2-byte copy of
-  notebook 09. The embedding tables stay as they are: a step reads one row of each.
+- :func:`quantize` ``(model, "int8")`` does it through a real int8 x int8 kernel
+  (:class:`RowInt8Linear`): the same int8 weights, and each *row* of activations (one position of
+  one sequence) rounded to 7-bit integers with its own scale ``t = max |x| / 63``. The products are
+  summed in integers (exact, so in any order), then ``y = t * (s_j * acc) + b``, element by element.
+  A row's output therefore depends on that row alone: not on the other sequences in the batch, nor
+  on how many positions share the pass (cached or not, batched or alone, verified by a speculative
+  pass or not -- the same tokens). ``"bf16"`` is the 2-byte copy of notebook 09. The embedding
+  tables stay as they are: a step reads one row of each.
 
 Both return a new model (the original is untouched) that :func:`nexttoken.generate.generate` and
 :func:`nexttoken.book.held_out_metrics` accept unchanged. The tied output projection becomes its own
 int8 matrix (the fp32 embedding is still used for the input lookup).
+
+*The kernel.* :class:`RowInt8Linear` calls fbgemm (torch's x86 int8 library) through
+``torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32`` with a fixed input scale of 1
+and zero point 64: the activations it receives are already integers in ``[-63, 63]``, so its own
+rounding is exact and it returns ``s_j * acc`` in fp32. torch's ``quantize_dynamic`` (what this
+module used before) rounds a whole tensor with *one* scale, so a row's tokens depended on its batch
+neighbours. 7 bits, not 8: fbgemm multiplies unsigned 8-bit activations by signed 8-bit weights in
+pairs summed in 16 bits, which saturates on CPUs without VNNI above 7 bits -- with 7, the integer
+sums are exact on every x86 CPU. torch announces that its quantized-tensor API moves to torchao;
+only the weight packing (once, in :func:`quantize`) touches it. torchao 0.18's CPU int8 paths
+(``Int8DynamicActivationInt8WeightConfig``, ``Int8WeightOnlyConfig``) and ``torch._int_mm`` /
+``torch._weight_int8pack_mm`` were all slower than fp32 for one row on this book's CPU
+(benchmarks/RESULTS.md), so fbgemm stays until they are not.
 """
 
 from __future__ import annotations
@@ -37,6 +54,8 @@ __all__ = [
     "dequantize",
     "Int8Linear",
     "int8_weights",
+    "RowInt8Linear",
+    "quantize_rows",
     "quantize",
     "METHODS",
     "weight_bytes",
@@ -82,6 +101,83 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
 
 
+#: Activations are rounded to integers in ``[-ACT_LEVELS, ACT_LEVELS]`` (7 bits, see the module doc).
+ACT_LEVELS = 63
+_ZERO_POINT = 64  # fbgemm's unsigned activations: x_int + 64 is in [1, 127]
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row 7-bit activations: ``(M, in)`` float -> ``(x_int (M, in), scale (M, 1))``.
+
+    ``x_int`` holds integers in ``[-63, 63]`` (as fp32) and ``scale * x_int`` approximates ``x``.
+    Each row's scale is ``max |x_row| / 63``, computed from that row alone."""
+    scale = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-30) / ACT_LEVELS
+    return torch.round(x / scale), scale
+
+
+def _pack(w_int8: torch.Tensor, scale: torch.Tensor):
+    """fbgemm's packed form of per-channel int8 weights ``(out, in)`` (no bias: added after)."""
+    engine = torch.backends.quantized.engine
+    if engine not in ("x86", "fbgemm"):
+        raise ValueError(
+            f"int8 needs torch's x86 or fbgemm quantized engine; torch.backends.quantized.engine "
+            f"is {engine!r}"
+        )
+    zero = torch.zeros(scale.numel(), dtype=torch.long)
+    with warnings.catch_warnings():  # torch announces the quantized-tensor API's move to torchao
+        warnings.simplefilter("ignore")
+        q = torch._make_per_channel_quantized_tensor(w_int8, scale.double(), zero, 0)
+        return torch.ops.quantized.linear_prepack(q, None)
+
+
+class RowInt8Linear(nn.Module):
+    """A linear layer computed in int8 x int8 with a scale per activation row and per weight row.
+
+    ``(..., in) -> (..., out)``. Row ``i`` of the output is ``t_i * (s_j * sum_k x_int[i, k] *
+    W_int8[j, k]) + b_j``: integer products summed exactly, then elementwise fp32 -- it depends on
+    row ``i`` of the input alone. Buffers ``weight_int8 (out, in)``, ``weight_scale (out,)`` and
+    ``bias (out,)`` (or None) are the whole state (what a checkpoint stores); the packed copy the
+    kernel reads is rebuilt from them."""
+
+    def __init__(
+        self, weight_int8: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight_int8", weight_int8)
+        self.register_buffer("weight_scale", weight_scale)
+        self.register_buffer("bias", bias)
+        self.out_features, self.in_features = weight_int8.shape
+        self._packed = _pack(weight_int8, weight_scale)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> RowInt8Linear:
+        """The int8 copy of an ``nn.Linear`` (per-output-channel weights, :func:`quantize_int8`)."""
+        w_int8, scale = quantize_int8(linear.weight.detach().float().cpu())
+        bias = None if linear.bias is None else linear.bias.detach().float().cpu().clone()
+        return cls(w_int8, scale, bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._packed = _pack(self.weight_int8, self.weight_scale)  # new weights: repack
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features).float()
+        x_int, t = quantize_rows(x2)
+        y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+            x_int.contiguous(), 1.0, _ZERO_POINT, self._packed
+        )
+        y = y * t
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            "int8 weights x per-row 7-bit activations"
+        )
+
+
 def _check_model(model: object) -> None:
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
@@ -106,8 +202,9 @@ def int8_weights(model: GPT) -> GPT:
 
 
 def quantize(model: GPT, method: str = "int8") -> GPT:
-    """A faster copy of ``model``: ``"int8"`` (torch dynamic quantization, per-channel int8 weights,
-    fbgemm/x86 kernels, CPU only) or ``"bf16"`` (every weight in bfloat16). Eval mode."""
+    """A faster copy of ``model``, in eval mode: ``"int8"`` (every ``nn.Linear`` a
+    :class:`RowInt8Linear`: per-channel int8 weights, per-row int8 activations, fbgemm/x86, CPU
+    only; a row's tokens never depend on its batch) or ``"bf16"`` (every weight in bfloat16)."""
     _check_model(model)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -115,16 +212,9 @@ def quantize(model: GPT, method: str = "int8") -> GPT:
         return copy.deepcopy(model).to(torch.bfloat16).eval()
     if model.device.type != "cpu":
         raise ValueError("quantize(model, 'int8') runs on the CPU: move the model with .cpu()")
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
-        warnings.simplefilter("ignore")
-        q = quantize_dynamic(
-            copy.deepcopy(model).float().eval(),
-            {nn.Linear: per_channel_dynamic_qconfig},
-            dtype=torch.qint8,
-        )
-    return q.eval()
+    q = copy.deepcopy(model).float().eval()
+    _swap_linears(q, RowInt8Linear.from_linear)
+    return q
 
 
 def weight_bytes(model: nn.Module) -> int:
@@ -134,8 +224,9 @@ def weight_bytes(model: nn.Module) -> int:
     for m in model.modules():
         if isinstance(m, nn.Embedding):
             total += m.weight.size(1) * m.weight.element_size()
-        elif isinstance(m, Int8Linear):
-            total += m.weight_int8.numel() + m.scale.numel() * m.scale.element_size()
+        elif isinstance(m, (Int8Linear, RowInt8Linear)):
+            scale = m.scale if isinstance(m, Int8Linear) else m.weight_scale
+            total += m.weight_int8.numel() + scale.numel() * scale.element_size()
             total += 0 if m.bias is None else m.bias.numel() * m.bias.element_size()
         elif isinstance(m, torch.ao.nn.quantized.dynamic.Linear):  # torch's int8 linear
             w, b = m.weight(), m.bias()
