@@ -83,8 +83,10 @@ def load_book_model(*, verify: bool = True, dtype: torch.dtype | None = None) ->
     """
     from safetensors.torch import load_file
 
-    from .checkpoint import _check_dtype
+    from .checkpoint import _check_dtype, _float_tensor
 
+    if not isinstance(verify, bool):
+        raise TypeError(f"verify must be True or False, got {verify!r}")
     _check_dtype(dtype)
     path = assets_dir() / MODEL_FILE
     if not path.exists():
@@ -97,7 +99,7 @@ def load_book_model(*, verify: bool = True, dtype: torch.dtype | None = None) ->
     config = read_config(path)
     with torch.random.fork_rng(devices=[]):
         model = GPT(config)
-    state = load_file(str(path))
+    state = {k: _float_tensor(t, k, path) for k, t in load_file(str(path)).items()}
     state["lm_head.weight"] = state["transformer.wte.weight"]  # tied: stored once
     model.load_state_dict(state)  # strict: names any missing or unexpected tensor
     if dtype is not None:
@@ -263,6 +265,8 @@ def load_book_draft_model(*, verify: bool = True, dtype: torch.dtype | None = No
     """
     from .checkpoint import _check_dtype
 
+    if not isinstance(verify, bool):
+        raise TypeError(f"verify must be True or False, got {verify!r}")
     _check_dtype(dtype)
     path = assets_dir() / DRAFT_FILE
     if not path.exists():
@@ -278,10 +282,15 @@ def load_book_draft_model(*, verify: bool = True, dtype: torch.dtype | None = No
 def _load_draft(path: Path, dtype: torch.dtype | None) -> GPT:
     from safetensors.torch import load_file
 
+    from .checkpoint import _float_tensor
+
     config = read_config(path)
     with torch.random.fork_rng(devices=[]):
         model = GPT(config)
-    state = {k: v.to(dtype or torch.float32) for k, v in load_file(str(path)).items()}
+    state = {
+        k: _float_tensor(v, k, path).to(dtype or torch.float32)
+        for k, v in load_file(str(path)).items()
+    }
     state["lm_head.weight"] = state["transformer.wte.weight"]  # tied: stored once
     model.load_state_dict(state)  # strict: names any missing or unexpected tensor
     if dtype is not None:

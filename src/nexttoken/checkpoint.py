@@ -13,6 +13,15 @@ as the book's (``transformer.h.0.attn.c_attn.weight`` ...), with two differences
 - the output projection is tied to ``wte``, so it is not stored (and ``attn.bias`` /
   ``attn.masked_bias``, constant causal-mask buffers of older files, are skipped).
 
+A model from :func:`nexttoken.quantize.quantize` ``(model, "int8")`` is saved as it is: for each
+int8 layer its ``weight_int8`` (int8), ``weight_scale`` and ``bias`` (fp32), the other tensors as
+usual, and ``"quantization": "int8"`` in the metadata; :func:`load_model` rebuilds the same int8
+model (the same tokens). Other quantized copies (``int8_weights``, torch's ``quantize_dynamic``)
+are refused by :func:`save_model` with the way to save them.
+
+Every weight must be finite: a NaN or an infinity in a checkpoint is refused at load, naming the
+tensor.
+
 Nothing here touches the network unless ``load_gpt2(..., download=True)`` is asked to.
 """
 
@@ -88,11 +97,43 @@ def _safe_open(path: str | os.PathLike):
 
 
 def _float_tensor(t: torch.Tensor, name: str, path: str | os.PathLike) -> torch.Tensor:
+    """``t`` if it is a floating-point tensor of finite numbers; a ValueError naming it if not."""
     if not t.is_floating_point():
         raise ValueError(
             f"{path}: tensor {name} has dtype {t.dtype}; model weights must be floating point"
         )
+    return _finite_tensor(t, name, path)
+
+
+def _finite_tensor(t: torch.Tensor, name: str, path: str | os.PathLike) -> torch.Tensor:
+    """``t`` if every entry is finite; a ValueError naming the tensor and counting NaN and inf."""
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        n_nan, n_inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        raise ValueError(
+            f"{path}: tensor {name} holds {n_nan} NaN and {n_inf} infinite values of "
+            f"{t.numel()}; model weights must be finite (a diverged training run?)"
+        )
     return t
+
+
+def _quantization(model: GPT) -> str | None:
+    """``"int8"`` for a :func:`~nexttoken.quantize.quantize` int8 model, None for a float one;
+    a TypeError for other quantized layers, which no checkpoint can hold."""
+    from .quantize import RowInt8Linear
+
+    kinds = set()
+    for name, m in model.named_modules():
+        if isinstance(m, RowInt8Linear):
+            kinds.add("int8")
+        elif not isinstance(m, torch.nn.Linear) and hasattr(m, "in_features"):
+            raise TypeError(
+                f"save_model cannot store {name} ({type(m).__name__}): it saves float models and "
+                "quantize(model, 'int8') ones; save the float model and quantize it after "
+                "load_model"
+            )
+    if kinds and any(isinstance(m, torch.nn.Linear) for m in model.modules()):
+        raise TypeError("save_model: this model mixes int8 and float linear layers")
+    return "int8" if kinds else None
 
 
 def save_model(model: GPT, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
@@ -100,10 +141,13 @@ def save_model(model: GPT, path: str | os.PathLike, metadata: dict[str, str] | N
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
     path = Path(path)
+    quantization = _quantization(model)
     tensors = {
         k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != _TIED
     }
     info = {"format": _FORMAT, "config": dataclasses.asdict(model.config)}
+    if quantization is not None:
+        info["quantization"] = quantization
     for k, v in (metadata or {}).items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError("metadata must map str to str")
@@ -146,7 +190,15 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The extra ``metadata`` that :func:`save_model` stored with a checkpoint."""
     with _safe_open(path) as f:
         info = _read_info(f.metadata() or {}, path)
-    return {k: v for k, v in info.items() if k not in ("format", "config")}
+    return {k: v for k, v in info.items() if k not in ("format", "config", "quantization")}
+
+
+def _read_quantization(path: str | os.PathLike) -> str | None:
+    with _safe_open(path) as f:
+        q = _read_info(f.metadata() or {}, path).get("quantization")
+    if q not in (None, "int8"):
+        raise ValueError(f"{path}: unknown quantization {q!r} in its metadata; known: int8")
+    return q
 
 
 def _read_info(meta: dict[str, str], path: str | os.PathLike) -> dict:
@@ -186,9 +238,27 @@ def load_model(
                 f"sha256 mismatch for {path.name}: got {got}, expected {expected_sha256}"
             )
     config = read_config(path)
+    if _read_quantization(path) == "int8":
+        if dtype not in (None, torch.float32):
+            raise ValueError(f"{path.name} is an int8 checkpoint: it loads as stored (dtype=None)")
+        return _load_int8(path, config)
     with torch.device("meta"):
         model = GPT(config)
     expected = {k: v.shape for k, v in model.state_dict().items() if k != _TIED}
+    tensors = _read_tensors(path, expected)
+    tensors = {k: t if dtype is None else t.to(dtype) for k, t in tensors.items()}
+    tensors[_TIED] = tensors["transformer.wte.weight"]
+    model.load_state_dict(tensors, assign=True)
+    model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
+    return model.eval()
+
+
+def _read_tensors(
+    path: Path, expected: dict[str, torch.Size], int8: frozenset[str] = frozenset()
+) -> dict[str, torch.Tensor]:
+    """Every tensor of ``expected`` (name -> shape) from ``path``: float and finite (``int8``:
+    the names that must be int8 instead); a missing, extra, mis-typed or mis-shaped one is a
+    ValueError naming it."""
     tensors = {}
     with _safe_open(path) as f:
         keys = set(f.keys())
@@ -199,16 +269,49 @@ def load_model(
                 f"checkpoint {path.name}: missing tensors {missing}, unexpected {extra}"
             )
         for k in expected:
-            t = _float_tensor(f.get_tensor(k), k, path)
+            t = f.get_tensor(k)
+            if k in int8:
+                if t.dtype != torch.int8:
+                    raise ValueError(f"{path}: tensor {k} has dtype {t.dtype}; expected int8")
+            else:
+                _float_tensor(t, k, path)
             if t.shape != expected[k]:
                 raise ValueError(
                     f"checkpoint {path.name}: tensor {k} has shape {tuple(t.shape)}, "
                     f"expected {tuple(expected[k])}"
                 )
-            tensors[k] = t if dtype is None else t.to(dtype)
-    tensors[_TIED] = tensors["transformer.wte.weight"]
-    model.load_state_dict(tensors, assign=True)
-    model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
+            tensors[k] = t
+    return tensors
+
+
+def _load_int8(path: Path, config: GPTConfig) -> GPT:
+    """The int8 model of an int8 checkpoint: every ``nn.Linear`` of ``GPT(config)`` a
+    :class:`~nexttoken.quantize.RowInt8Linear` built from its stored int8 weights and scales."""
+    from .quantize import RowInt8Linear
+
+    with torch.device("meta"):
+        model = GPT(config)
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    expected = {}
+    for k, v in model.state_dict().items():
+        owner, _, leaf = k.rpartition(".")
+        if owner not in linears:
+            expected[k] = v.shape
+        elif leaf == "bias":
+            expected[k] = v.shape
+    for n, m in linears.items():
+        expected[f"{n}.weight_int8"] = torch.Size((m.out_features, m.in_features))
+        expected[f"{n}.weight_scale"] = torch.Size((m.out_features,))
+    tensors = _read_tensors(path, expected, frozenset(f"{n}.weight_int8" for n in linears))
+    for n in linears:
+        parent, _, child = n.rpartition(".")
+        bias = tensors.pop(f"{n}.bias", None)
+        w, s = tensors.pop(f"{n}.weight_int8"), tensors.pop(f"{n}.weight_scale")
+        setattr(model.get_submodule(parent), child, RowInt8Linear(w, s.float(), bias))
+    model.load_state_dict(tensors, assign=True, strict=False)
+    left = [k for k, v in model.state_dict().items() if v.device.type == "meta"]
+    if left:  # cannot happen with a checkpoint that passed the checks above
+        raise ValueError(f"checkpoint {path.name}: tensors {left} were not loaded")
     return model.eval()
 
 
@@ -401,6 +504,11 @@ def load_gpt2(
         )
     if not isinstance(download, bool):
         raise TypeError(f"download must be True or False, got {download!r}")
+    if not str(source).strip():
+        raise ValueError(
+            f"source is empty ({str(source)!r}): give a folder with config.json and "
+            "model.safetensors, or a model name such as 'gpt2'"
+        )
     _check_dtype(dtype)
     folder = Path(source)
     label = folder.name  # the config's name: the folder's (or the model's) name, not a full path
@@ -460,6 +568,12 @@ def export_hf_gpt2(
     """
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+    if any(
+        not isinstance(m, torch.nn.Linear) and hasattr(m, "in_features") for m in model.modules()
+    ):
+        raise TypeError(
+            "export_hf_gpt2 writes float models; this one is quantized (export the float model)"
+        )
     if eos_token_id is not None and not (
         isinstance(eos_token_id, int) and 0 <= eos_token_id < model.config.vocab_size
     ):
