@@ -20,7 +20,9 @@ new tokens minus that of ``n_short``, over ``n_long - n_short`` (the prompt's pa
    on MKL; notebook 10).
 
 Run: ``.venv/bin/python benchmarks/faster.py`` (``--sections kernels,weights,speculative``); writes
-``benchmarks/results_faster.json`` and prints a Markdown summary.
+``benchmarks/results_faster.json`` and prints a Markdown summary. ``--sections int8_rows`` (not in
+the default) measures issue 24's batch-invariant int8 against fp32 and the per-tensor int8 it
+replaced, into the key ``int8_rows`` only (with its own load averages).
 """
 
 from __future__ import annotations
@@ -144,6 +146,70 @@ def _torchao_linears(lin: nn.Linear) -> dict:
         m = copy.deepcopy(lin)
         tq.quantize_(m, getattr(tq, name)())
         out[name] = m
+    return out
+
+
+def _per_tensor_dynamic(model: GPT) -> GPT:
+    """The int8 of ``quantize`` before issue 24: torch's ``quantize_dynamic`` (one activation scale
+    per tensor, so a row's tokens depended on its batch), kept here to measure against."""
+    import copy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(model).eval(),
+            {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+            dtype=torch.qint8,
+        )
+
+
+def _rows_bit_identical(lin: nn.Module, k: int, rows: int = 64) -> bool:
+    """Whether every row of ``lin`` over ``M`` rows equals the same row over ``rows`` rows, for
+    every ``M`` in 1..rows (and for the last ``M`` rows as well as the first)."""
+    torch.manual_seed(1)
+    x = torch.randn(rows, k) * torch.logspace(-2, 2, rows)[:, None]  # rows of unlike sizes
+    with torch.inference_mode():
+        full = lin(x)
+        return all(
+            torch.equal(lin(x[:m]), full[:m]) and torch.equal(lin(x[rows - m :]), full[rows - m :])
+            for m in range(1, rows + 1)
+        )
+
+
+def int8_rows(repeats: int, n_short: int, n_long: int) -> dict:
+    """Issue 24's int8 (per-row activation scales, :class:`~nexttoken.quantize.RowInt8Linear`)
+    against fp32 and the per-tensor dynamic int8 it replaced: GPT-2-shaped greedy decode at batch 1
+    (the three interleaved), the held-out loss of the book model, and rows bit-identical across
+    ``M`` = 1..64 in each layer shape."""
+    from nexttoken.quantize import RowInt8Linear
+
+    out = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    g = gpt2_shaped()
+    models = {"fp32": g, "int8_per_tensor": _per_tensor_dynamic(g), "int8": quantize(g, "int8")}
+    fns = {
+        name: (lambda n, m=m: generate(m, list(range(8)), n, temperature=0))
+        for name, m in models.items()
+    }
+    secs = per_token_interleaved(fns, n_short, n_long, repeats)
+    decode = {name: round(1.0 / s, 2) for name, s in secs.items()}
+    for name in ("int8_per_tensor", "int8"):
+        decode[f"{name}_speedup"] = round(secs["fp32"] / secs[name], 3)
+    out["gpt2_shaped_tokens_per_s"] = decode
+    out["load_average_after_decode"] = [round(x, 2) for x in os.getloadavg()]
+    torch.manual_seed(0)
+    out["rows_bit_identical_m_1_to_64"] = {
+        f"{k}x{n}": _rows_bit_identical(RowInt8Linear.from_linear(nn.Linear(k, n)), k)
+        for k, n in ((768, 2304), (768, 768), (768, 3072), (3072, 768), (768, 50257))
+    }
+    book = load_book_model()
+    loss = {name: held_out_metrics(m)["nats_per_token"]
+            for name, m in (("fp32", book), ("int8_per_tensor", _per_tensor_dynamic(book)),
+                            ("int8", quantize(book, "int8")))}  # fmt: skip
+    out["book_held_out_nats_per_token"] = loss
+    out["book_loss_delta_pct"] = {
+        name: round(100 * (loss[name] / loss["fp32"] - 1), 3) for name in loss if name != "fp32"
+    }
+    out["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
@@ -417,6 +483,19 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _machine(args) -> dict:
+    return {
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        "quantized_engine": torch.backends.quantized.engine,
+        "threads": 1,
+        "clock": "process CPU time, best of repeats",
+        "repeats": args.repeats,
+        "new_tokens": [args.short, args.long],
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sections", default="kernels,weights,speculative,agreement")
@@ -437,6 +516,14 @@ def main(argv: list[str] | None = None) -> dict:
     sections = args.sections.split(",")
     path = Path(args.out)
     res = json.loads(path.read_text()) if path.exists() else {}
+    if "int8_rows" in sections:  # its own key, machine and load: run alone, it keeps the rest
+        res["int8_rows"] = {"machine": _machine(args), **int8_rows(args.repeats, args.short,
+                                                                   args.long)}  # fmt: skip
+        print(json.dumps(res["int8_rows"], indent=1), flush=True)
+        sections.remove("int8_rows")
+        if not sections:
+            path.write_text(json.dumps(res, indent=1) + "\n")
+            return res
     res["machine"] = {
         "cpu": cpu_name(),
         "torch": torch.__version__,
