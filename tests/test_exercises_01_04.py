@@ -375,7 +375,7 @@ def test_scale_right():
         (12288, "that is d_model"),
         (math.sqrt(96), "number of heads"),
         (8, "GPT-2's d_head"),
-        ("sqrt(128)", "must be a number"),
+        ("sqrt(128)", "expected a number, got str"),
         (10, "is not the scale"),
     ],
 )

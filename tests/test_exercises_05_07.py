@@ -112,9 +112,16 @@ def test_projection_wrong(bad, capsys):
     assert_fails(ex5.check_projection_params, bad, PROJECTION_WRONG[bad], capsys)
 
 
-@pytest.mark.parametrize("bad", [float(PROJ), "617558016", True])
+def test_projection_accepts_any_whole_number_type(capsys):
+    import numpy as np
+
+    for good in (PROJ, float(PROJ), np.int64(PROJ), torch.tensor(PROJ)):
+        assert run(ex5.check_projection_params, good, capsys=capsys)[0], good
+
+
+@pytest.mark.parametrize("bad", ["617558016", True, PROJ + 0.5])
 def test_projection_wrong_type(bad, capsys):
-    assert_fails(ex5.check_projection_params, bad, "count, an int", capsys)
+    assert_fails(ex5.check_projection_params, bad, "expected a count (a whole number)", capsys)
 
 
 ENTROPY_RIGHT = {
@@ -299,7 +306,7 @@ TEMPERATURE_WRONG = {
     "multiplies": ("MULTIPLIED", lambda x, t: torch.softmax(x * t, -1)),
     "logits": ("scaled logits", lambda x, t: x / t),
     "T + 1": ("differ from the softmax", lambda x, t: torch.softmax(x / (t + 1), -1)),
-    "shape": ("expected a tensor of shape", lambda x, t: torch.softmax(x / t, -1)[:3]),
+    "shape": ("of shape (8,), got shape (3,)", lambda x, t: torch.softmax(x / t, -1)[:3]),
 }
 
 

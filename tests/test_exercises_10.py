@@ -44,8 +44,7 @@ BLOCKS_WRONG = {
     "rounded down": lambda n, b: n // b,
     "one block too many": lambda n, b: n // b + 1,
     "number of tokens": lambda n, b: n,
-    "a number of blocks is an int": lambda n, b: float(-(-n // b)),
-    "round up": lambda n, b: n / b,
+    "round the division up": lambda n, b: n / b,
 }
 
 

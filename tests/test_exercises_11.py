@@ -58,7 +58,7 @@ ACCEPT_WRONG = {
     "upside down": lambda p, q: min(1.0, q / p) if p else 1.0,
     "ignores how often the draft": lambda p, q: p,
     "draft's distribution": lambda p, q: 1.0 if p > 0 else 0.0,
-    "you keep with probability": lambda p, q: 0.5,
+    "for p=0.5, q=0.25: expected 1, got 0.5": lambda p, q: 0.5,
 }
 
 
@@ -73,7 +73,7 @@ ROUND_WRONG = {
     "target's own token is missing": lambda a, k: sum(a**i for i in range(1, k + 1)),
     "not alpha": lambda a, k: k * a + 1,
     "chance that all k are kept": lambda a, k: a**k,
-    "you give": lambda a, k: 2.0,
+    "for alpha=0.5, k=1: expected 1.5, got 2": lambda a, k: 2.0,
 }
 
 

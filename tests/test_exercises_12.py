@@ -29,7 +29,7 @@ def test_mlp_cut(capsys):
         ({"W_fc": "rows", "W_proj": "columns"}, "GELU(a + b)"),
         ({"W_fc": "columns", "W_proj": "columns"}, "all-gather"),
         ({"W_fc": "rows", "W_proj": "rows"}, "partial sums"),
-        ({"W_fc": "cols", "W_proj": "rows"}, '"columns" or "rows"'),
+        ({"W_fc": "colums", "W_proj": "rows"}, '"columns" or "rows"'),
         (["columns", "rows"], "a dict"),
     ]:
         ok, out = run(ex.check_mlp_cut, answer, capsys)
@@ -63,7 +63,7 @@ def test_bubble(capsys):
         "leaves out the micro-batches": lambda p, m: (p - 1) / p,
         "grows with the number of stages": lambda p, m: 1 / m,
         "busy share": lambda p, m: m / (m + p - 1),
-        "expected a number": lambda p, m: "half",
+        "expected a fraction (a number), got str": lambda p, m: "half",
     }.items():
         ok, out = run(ex.check_bubble, fn, capsys)
         assert not ok and words in out, (words, out)

@@ -12,7 +12,16 @@ from typing import Any
 
 import torch
 
-from . import Hints, call_answer, check_prediction, failed, passed, unanswered
+from . import (
+    Hints,
+    as_number,
+    as_tensor,
+    call_answer,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 
 __all__ = [
     "HINTS",
@@ -31,6 +40,7 @@ HINTS = {
         "of the matrix is that, and is the diagonal in it?",
         "build an (n, n) boolean matrix of True and keep one triangle of it; torch has methods "
         "named after the lower and the upper triangle",
+        solution="mask",
     ),
     "weights": Hints(
         "causal attention weights",
@@ -39,12 +49,14 @@ HINTS = {
         "(j > i) must get a weight of exactly 0 after the softmax",
         "a masked score must be -inf (e^-inf = 0) before the softmax, and each row (one query) is "
         "normalised over the keys, the last dimension",
+        solution="weights",
     ),
     "visible": Hints(
         "visible words",
         "in a decoder that writes left to right, what exists when a word is being read?",
         "a token attends to itself and to every token before it",
         "nothing that comes after the word is visible, whatever its meaning",
+        solution="visible",
     ),
     "scale": Hints(
         "score scale",
@@ -52,6 +64,7 @@ HINTS = {
         "a dot product of d random numbers with mean 0 and variance 1 has variance d: what is its "
         "standard deviation?",
         "the scores are divided by the standard deviation of q . k, which depends on d_head only",
+        solution="scale",
     ),
 }
 
@@ -65,9 +78,13 @@ def check_causal_mask(answer: Any, n: int = 5) -> bool:
     name, hints = "causal mask", HINTS["mask"]
     if unanswered(answer, name, hints):
         return False
-    if not isinstance(answer, torch.Tensor) or tuple(answer.shape) != (n, n):
-        got = tuple(answer.shape) if isinstance(answer, torch.Tensor) else type(answer).__name__
-        return failed(name, f"expected an ({n}, {n}) tensor, got {got}", hints)
+    if not isinstance(answer, torch.Tensor):
+        t, bad = as_tensor(answer, (n, n), f"an ({n}, {n}) tensor")
+        if bad:
+            return failed(name, bad, hints)
+        answer = t
+    if tuple(answer.shape) != (n, n):
+        return failed(name, f"expected an ({n}, {n}) tensor, got {tuple(answer.shape)}", hints)
     if answer.is_floating_point() and torch.isinf(answer).any():
         return failed(
             name,
@@ -105,9 +122,12 @@ def _weights(
     n = q.size(0)
     s = q @ k.T if scores is None else scores
     s = s / (math.sqrt(q.size(-1)) if scale is None else scale)
-    allowed = {"tril": _tril(n), "triu": _tril(n).T, "none": torch.ones(n, n, dtype=torch.bool)}[
-        mask
-    ]
+    allowed = {
+        "tril": _tril(n),
+        "triu": _tril(n).T,
+        "none": torch.ones(n, n, dtype=torch.bool),
+        "strict": _tril(n).tril(-1),
+    }[mask]
     if after:
         return torch.softmax(s, dim) * allowed
     return torch.softmax(s.masked_fill(~allowed, fill), dim)
@@ -126,12 +146,17 @@ def check_attention_weights(fn: Callable | None) -> bool:
     w, err = call_answer(fn, q.clone(), k.clone())
     if err:
         return failed(name, err, hints)
-    if not isinstance(w, torch.Tensor) or w.shape != (n, n):
-        return failed(name, f"expected a tensor of shape ({n}, {n})", hints)
-    w = w.detach().float()
-    if torch.allclose(w, _weights(q, k), atol=1e-5):
+    w, bad = as_tensor(w, (n, n), "the weights: a tensor")
+    if bad:
+        return failed(name, f"for q, k of shape ({n}, {dh}): {bad}", hints)
+    if torch.allclose(w, _weights(q, k).double(), atol=1e-5):
         return passed(name)
     variants = [
+        (
+            _weights(q, k, mask="strict"),
+            "the mask hides each token from ITSELF (the diagonal is masked): a token attends to "
+            "itself and to the earlier ones; token 0, which sees nothing, gets nan",
+        ),
         (_weights(q, k, mask="triu"), "the mask is transposed: each token sees the future"),
         (_weights(q, k, mask="none"), "no mask: weights on future tokens are not zero"),
         (
@@ -161,11 +186,14 @@ def check_attention_weights(fn: Callable | None) -> bool:
         ),
     ]
     for wrong, why in variants:
-        if torch.allclose(w, wrong, atol=1e-5):
+        if torch.allclose(w, wrong.double(), atol=1e-5, equal_nan=True):
             return failed(name, why, hints)
+    if not bool(torch.isfinite(w).all()):
+        return failed(name, "some weights are nan or inf: a row whose scores are all -inf has no "
+                      "softmax", hints)  # fmt: skip
     if torch.triu(w, diagonal=1).abs().max() > 1e-6:
         return failed(name, "weights on future tokens are not zero: apply the mask", hints)
-    if not torch.allclose(w.sum(-1), torch.ones(n), atol=1e-5):
+    if not torch.allclose(w.sum(-1), torch.ones(n, dtype=w.dtype), atol=1e-5):
         return failed(name, "rows do not sum to 1: softmax over the keys (the last dim)", hints)
     return failed(name, "values differ from the reference", hints)
 
@@ -214,8 +242,9 @@ def check_scale(answer: Any, d_head: int = 128, d_model: int = 12288, n_head: in
     name, hints = f"score scale for d_head = {d_head}", HINTS["scale"]
     if unanswered(answer, name, hints):
         return False
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool):
-        return failed(name, f"answer must be a number, got {type(answer).__name__}", hints)
+    answer, bad = as_number(answer)
+    if bad:
+        return failed(name, bad, hints)
     if math.isclose(answer, math.sqrt(d_head), rel_tol=1e-3):
         return passed(name)
     wrong = [

@@ -14,7 +14,18 @@ import torch
 
 from ..quantize import dequantize, quantize_int8
 from ..speculative import expected_tokens_per_round
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import (
+    Case,
+    Hints,
+    Mistake,
+    as_number,
+    as_tensor,
+    check_function,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 from . import call_answer as _call
 
 __all__ = [
@@ -33,22 +44,26 @@ QUANT_HINTS = Hints(
     "overflows and the whole range is used.",
     "Divide by the scale, round to the nearest integer (not towards zero), clamp to "
     "[-127, 127] and store as torch.int8; return the weights and the scales (one per row).",
+    solution="quantize",
 )
 ACCEPT_HINTS = Hints(
     "accept probability",
     "The draft proposed x with probability q(x); the target would have chosen it with p(x). Keep "
     "x more often when the target likes it at least as much as the draft.",
-    "If p(x) >= q(x), x is never over-proposed: keep it always. If p(x) < q(x), the draft proposes "
-    "x too often, by the factor q(x) / p(x): keep only that share.",
-    "A probability is at most 1: check what your rule gives when p(x) is twice q(x).",
+    "If p(x) >= q(x), x is never over-proposed. If p(x) < q(x), the draft proposes x too often: "
+    "what share of those proposals must survive for x to come out with probability p(x)?",
+    "A probability is at most 1: check what your rule gives when p(x) is twice q(x), and when "
+    "p(x) is 0.",
+    solution="accept",
 )
 ROUND_HINTS = Hints(
     "tokens per round",
     "A round always emits at least one token: the target's own, after the kept proposals.",
     "The first proposal is kept with probability alpha, the first two with alpha^2, and so on; "
     "each kept proposal adds one token, and the target adds one more.",
-    "Sum the probabilities that each of the k proposals is reached and kept, plus the target's "
-    "token: 1 + alpha + alpha^2 + ... + alpha^k (and when alpha = 1, every term is 1).",
+    "Add up, for each of the k proposals, the chance that it is reached and kept, then count "
+    "the target's token; check your formula by hand at alpha = 0 and alpha = 1.",
+    solution="tokens per round",
 )
 HINTS = {h.name: h for h in (QUANT_HINTS, ACCEPT_HINTS, ROUND_HINTS)}
 
@@ -73,8 +88,13 @@ def check_quantize_int8(fn: Callable[[torch.Tensor], Any] | None) -> bool:
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         return failed(name, "return two things: (w_int8, scale)", hints)
     q, s = out
-    if not (isinstance(q, torch.Tensor) and isinstance(s, torch.Tensor)):
-        return failed(name, "w_int8 and scale must be tensors", hints)
+    if type(q).__module__ == "numpy" and hasattr(q, "dtype"):
+        q = torch.from_numpy(q)
+    if not isinstance(q, torch.Tensor):
+        return failed(name, f"w_int8 must be a tensor of torch.int8, got {type(q).__name__}", hints)
+    s, err = as_tensor(s, what="scale")
+    if err:
+        return failed(name, err, hints)
     if q.dtype != torch.int8:
         return failed(
             name, f"the weights must be stored as torch.int8 (1 byte), got {q.dtype}", hints
@@ -107,89 +127,93 @@ def check_quantize_int8(fn: Callable[[torch.Tensor], Any] | None) -> bool:
     return passed(name)
 
 
-def _check_formula(
-    fn: Any,
-    hints: Hints,
-    cases: list[tuple],
-    right: Callable[..., float],
-    wrong: list[tuple[Callable[..., float], str]],
-    fallback: Callable[[list[float]], str],
-    **tol: float,
-) -> bool:
-    """Call ``fn(*case)`` for every case; pass if it agrees with ``right`` (within ``tol``, as
-    :func:`math.isclose` takes it) on all of them, else fail with the message of the first ``wrong``
-    formula it agrees with, or ``fallback(got)``."""
-    name = hints.name
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, f"the answer must be a function, got {type(fn).__name__}", hints)
-    got = []
-    for case in cases:
-        out, err = _call(fn, *case)
-        if err:
-            return failed(name, err, hints)
-        try:
-            got.append(float(out))
-        except (TypeError, ValueError):
-            return failed(name, f"return a number, got {type(out).__name__}", hints)
+def _fraction(out: Any) -> tuple[float | None, str]:
+    return as_number(out, "a probability (a number)")
 
-    def close(f: Callable[..., float]) -> bool:
-        return all(math.isclose(g, f(*c), **tol) for g, c in zip(got, cases, strict=True))
 
-    if close(right):
-        return passed(name)
-    for formula, why in wrong:
-        if close(formula):
-            return failed(name, why, hints)
-    return failed(name, fallback(got), hints)
+def _close_fraction(a: float, b: float) -> bool:
+    """A probability within 1e-4: float32 rounding and an answer rounded to 4 digits both pass."""
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-4)
+
+
+_ACCEPT_CASES = [Case((p, q), f"p={p}, q={q}") for p, q in (
+    (0.5, 0.25), (0.2, 0.4), (0.3, 0.3), (0.05, 0.5), (0.9, 0.1), (0.0, 0.3)
+)]  # fmt: skip
+_UPSIDE_DOWN = ("the ratio is upside down: keep less when the draft over-proposes (q > p), not "
+                "when the target likes x more")  # fmt: skip
+_ACCEPT_MISTAKES = [
+    Mistake(lambda p, q: p / q, "p/q can exceed 1 (0.5 / 0.25 = 2): a probability must be capped "
+            "at 1"),
+    Mistake(lambda p, q: min(1.0, q / p) if p else 1.0, _UPSIDE_DOWN),
+    Mistake(lambda p, q: q / p if p else math.inf, _UPSIDE_DOWN),
+    Mistake(lambda p, q: p, "the target's probability alone ignores how often the draft proposes "
+            "x: the output would follow p x q, not p"),
+    Mistake(lambda p, q: 1.0 if p > 0 else 0.0, "keeping every proposal the target allows gives "
+            "the draft's distribution, not the target's"),
+    Mistake(lambda p, q: min(1.0, p / q) * 100, "that is a percentage; a probability is a fraction "
+            "between 0 and 1"),
+    Mistake(lambda p, q: max(0.0, 1 - q / p) if p else 0.0, "1 - q/p is the share REJECTED when "
+            "the draft under-proposes; it is not the keep probability"),
+    Mistake(lambda p, q: min(p, q), "min(p, q) is the probability that draft and target AGREE on "
+            "x, not the share of the draft's proposals of x to keep"),
+]  # fmt: skip
 
 
 def check_accept_probability(fn: Callable[[float, float], float] | None) -> bool:
     """``fn(p_x, q_x)``: the probability of keeping a proposal ``x`` the draft drew with
-    probability ``q_x``, when the target gives it ``p_x`` (``min(1, p_x / q_x)``).
+    probability ``q_x``, when the target gives it ``p_x``. Any numeric type (a float32 tensor too)
+    within 1e-4.
 
     Recognised: the ratio without the cap at 1; the ratio upside down; the target's probability
-    alone; keeping every proposal the target does not rule out.
+    alone; keeping every proposal the target does not rule out; a percentage; 1 - q/p; min(p, q).
     """
-    cases = [(0.5, 0.25), (0.2, 0.4), (0.0, 0.3), (0.3, 0.3), (0.05, 0.5)]
-    upside_down = ("the ratio is upside down: keep less when the draft over-proposes (q > p), not "
-                   "when the target likes x more")  # fmt: skip
-    wrong = [
-        (lambda p, q: p / q, "p/q can exceed 1 (0.5 / 0.25 = 2): a probability must be capped at 1"),
-        (lambda p, q: min(1.0, q / p) if p else 1.0, upside_down),
-        (lambda p, q: q / p if p else math.inf, upside_down),
-        (lambda p, q: p, "the target's probability alone ignores how often the draft proposes x: "
-         "the output would follow p x q, not p"),
-        (lambda p, q: 1.0 if p > 0 else 0.0, "keeping every proposal the target allows gives the "
-         "draft's distribution, not the target's"),
-    ]  # fmt: skip
-    return _check_formula(
-        fn, ACCEPT_HINTS, cases, lambda p, q: min(1.0, p / q), wrong,
-        lambda got: f"for (p, q) = {cases[1]} you keep with probability {got[1]:g}", abs_tol=1e-9,
+    return check_function(
+        fn, ACCEPT_HINTS, _ACCEPT_CASES, lambda p, q: min(1.0, p / q), _ACCEPT_MISTAKES,
+        normalise=_fraction, same=_close_fraction, signature="fn(p_x, q_x)",
     )  # fmt: skip
+
+
+_SINGULAR_ALPHA = (
+    "your function divides by zero at alpha = 1, a singular point of a closed form with "
+    "(1 - alpha) in the denominator (0 / 0 there). At alpha = 1 every proposal is kept: handle "
+    "that value on its own"
+)
+_ROUND_CASES = [
+    Case((a, k), f"alpha={a}, k={k}", _SINGULAR_ALPHA if a == 1.0 else "")
+    for a, k in ((0.5, 1), (0.8, 4), (0.3, 2), (1.0, 3), (0.0, 5), (0.6, 3))
+]
+_NOT_ALPHA = ("proposal i counts only if proposals 1..i-1 were all kept: its chance is alpha^i, "
+              "not alpha")  # fmt: skip
+_ROUND_MISTAKES = [
+    Mistake(lambda a, k: expected_tokens_per_round(a, k) - 1, "the target's own token is missing: "
+            "a round emits at least one token, even when the first proposal is rejected"),
+    Mistake(lambda a, k: k * a, _NOT_ALPHA),
+    Mistake(lambda a, k: k * a + 1, _NOT_ALPHA),
+    Mistake(lambda a, k: a**k, "alpha^k is the chance that all k are kept, not the expected count"),
+    Mistake(lambda a, k: 1 / (1 - a), "that is the INFINITE series 1 + alpha + alpha^2 + ...: a "
+            "round has only k proposals, so the sum stops"),
+    Mistake(lambda a, k: expected_tokens_per_round(a, k - 1), "an off-by-one range: the sum stops "
+            "one proposal early (the k-th proposal's term is missing)"),
+    Mistake(lambda a, k: expected_tokens_per_round(a, k + 1), "an off-by-one range: the sum goes "
+            "one proposal too far (there are only k proposals)"),
+    Mistake(lambda a, k: k + 1, "k + 1 is the most a round can emit (every proposal kept): the "
+            "expected count weighs each proposal by its chance"),
+]  # fmt: skip
 
 
 def check_tokens_per_round(fn: Callable[[float, int], float] | None) -> bool:
     """``fn(alpha, k)``: the expected tokens one round emits when each of the ``k`` proposals is
-    kept with probability ``alpha`` (a rejection ends the round).
+    kept with probability ``alpha`` (a rejection ends the round). Within 1e-6 (relative).
 
     Recognised: ``k * alpha`` (each proposal independent of the ones before, no target token);
-    forgetting the target's own token; ``alpha ** k`` alone.
+    forgetting the target's own token; ``alpha ** k`` alone; the infinite series; a sum one term
+    short or long; the maximum k + 1. A closed form that is 0/0 at alpha = 1 is told so.
     """
-    cases = [(0.5, 1), (0.8, 4), (0.3, 2), (1.0, 3), (0.0, 5)]
-    not_alpha = ("proposal i counts only if proposals 1..i-1 were all kept: its chance is alpha^i, "
-                 "not alpha")  # fmt: skip
-    wrong = [
-        (lambda a, k: expected_tokens_per_round(a, k) - 1, "the target's own token is missing: a "
-         "round emits at least one token, even when the first proposal is rejected"),
-        (lambda a, k: k * a, not_alpha),
-        (lambda a, k: k * a + 1, not_alpha),
-        (lambda a, k: a**k, "alpha^k is the chance that all k are kept, not the expected count"),
-    ]  # fmt: skip
-    return _check_formula(
-        fn, ROUND_HINTS, cases, expected_tokens_per_round, wrong,
-        lambda got: f"for alpha = 0.8, k = 4 you give {got[1]:g} tokens", rel_tol=1e-6,
+    return check_function(
+        fn, ROUND_HINTS, _ROUND_CASES, expected_tokens_per_round, _ROUND_MISTAKES,
+        normalise=lambda out: as_number(out, "a number of tokens"),
+        same=lambda a, b: math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9),
+        signature="fn(alpha, k)",
     )  # fmt: skip
 
 

@@ -13,7 +13,16 @@ from typing import Any
 import torch
 
 from ..configs import get_config
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import (
+    Hints,
+    as_count,
+    as_number,
+    as_tensor,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 from . import call_answer as _call
 
 __all__ = [
@@ -31,16 +40,17 @@ SOFTMAX_HINTS = Hints(
     "tensor.",
     "Adding the same constant to every score of a row leaves the softmax unchanged; choose the "
     "constant so that the largest exponent is exp(0) = 1.",
-    "Per row: subtract that row's largest score (a reduction over dim=-1 that keeps the dimension, "
-    "so it broadcasts), exponentiate, then divide by the row's sum of exponentials.",
+    "Per row: find the constant with a reduction over dim=-1 that keeps the dimension (so that "
+    "it broadcasts), and test your function on logits near +1000 and near -1000.",
+    solution="softmax",
 )
 PROJECTION_HINTS = Hints(
     "GPT-3 projection size",
     "The projection maps one d_model-wide vector to one score per token of the vocabulary.",
     "It is a weight matrix with one row per vocabulary token and one column per dimension of "
     "d_model; read both sizes from get_config('gpt3-175b'), do not type them.",
-    "Multiply the two sizes; there is no bias, and there is one projection (after the last block), "
-    "not one per layer.",
+    "There is no bias, and there is one projection (after the last block), not one per layer.",
+    solution="projection",
 )
 ENTROPY_HINTS = Hints(
     "entropy",
@@ -49,16 +59,18 @@ ENTROPY_HINTS = Hints(
     "in floating point: replace those terms before summing.",
     "torch.special.xlogy(x, y) computes x * log(y) and gives 0 where x == 0; mind the minus sign and "
     "sum with dim=-1.",
+    solution="entropy",
 )
 HINTS = {h.name: h for h in (SOFTMAX_HINTS, PROJECTION_HINTS, ENTROPY_HINTS)}
 
 
 def _close(out: Any, want: torch.Tensor, atol: float = 1e-6) -> bool:
+    """Same shape, finite, and equal up to float32 rounding (relative 1e-4, absolute ``atol``)."""
+    t, bad = as_tensor(out, tuple(want.shape))
     return (
-        isinstance(out, torch.Tensor)
-        and out.shape == want.shape
-        and bool(torch.isfinite(out).all())
-        and torch.allclose(out.double(), want.double(), atol=atol)
+        not bad
+        and bool(torch.isfinite(t).all())
+        and torch.allclose(t, want.double(), rtol=1e-4, atol=atol)
     )
 
 
@@ -83,14 +95,9 @@ def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
     out, err = _call(fn, _SMALL.clone())
     if err:
         return failed(name, err, hints)
-    if not isinstance(out, torch.Tensor) or out.shape != _SMALL.shape:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return failed(
-            name,
-            f"expected a tensor of the input's shape {tuple(_SMALL.shape)}, got {got}: softmax "
-            "gives one probability per score",
-            hints,
-        )
+    t, bad = as_tensor(out, tuple(_SMALL.shape), "a tensor of the input's shape")
+    if bad:
+        return failed(name, f"{bad}: softmax gives one probability per score", hints)
     want = torch.softmax(_SMALL, dim=-1)
     if not _close(out, want):
         if _close(out, torch.log_softmax(_SMALL, dim=-1), 1e-5):
@@ -116,7 +123,7 @@ def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
                 "distribution of its own",
                 hints,
             )
-        if torch.is_tensor(out) and not torch.allclose(out.sum(-1), torch.ones(3), atol=1e-5):
+        if not torch.allclose(t.sum(-1), torch.ones(3, dtype=t.dtype), atol=1e-5):
             return failed(name, "each row (the last dimension) must sum to 1", hints)
         return failed(name, "the values differ from softmax over the last dimension", hints)
     out, err = _call(fn, _HUGE.clone())
@@ -131,12 +138,17 @@ def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
                 "that maximum underflows to 0 / 0 = nan. Each row needs its own maximum",
                 hints,
             )
-        return failed(
-            name,
-            "exp overflowed: for logits near +1000 exp(s) is inf (inf/inf = nan), near -1000 it is "
-            "0 (0/0 = nan). Softmax needs the shift that keeps exp in range",
-            hints,
-        )
+        t, bad = as_tensor(out, tuple(_HUGE.shape), "a tensor of the input's shape")
+        if bad:
+            return failed(name, f"for logits near +-1000: {bad}", hints)
+        if not bool(torch.isfinite(t).all()):
+            return failed(
+                name,
+                "exp overflowed: for logits near +1000 exp(s) is inf (inf/inf = nan), near -1000 "
+                "it is 0 (0/0 = nan). Softmax needs the shift that keeps exp in range",
+                hints,
+            )
+        return failed(name, "for logits near +-1000 the values differ from softmax", hints)
     out, err = _call(fn, _WIDE.clone())
     if err:
         return failed(name, err, hints)
@@ -159,10 +171,9 @@ def check_projection_params(answer: int | None) -> bool:
     name, hints = PROJECTION_HINTS.name, PROJECTION_HINTS
     if unanswered(answer, name, hints):
         return False
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        return failed(
-            name, f"the answer is a count, an int; got {type(answer).__name__} {answer!r}", hints
-        )
+    answer, bad = as_count(answer, "a count (a whole number)")
+    if bad:
+        return failed(name, bad, hints)
     cfg = get_config("gpt3-175b")
     d, v = cfg.n_embd, cfg.vocab_size
     expected = d * v
@@ -205,12 +216,11 @@ def check_entropy(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
         out, err = _call(fn, p)
         if err:
             return failed(name, err, hints)
-        try:
-            val = float(out)
-        except (TypeError, ValueError, RuntimeError):
-            return failed(
-                name, f"expected one number for a (V,) input, got {type(out).__name__}", hints
-            )
+        val, bad = as_number(out, "one number for a (V,) input")
+        if bad and "nan" in bad:
+            val = math.nan
+        elif bad:
+            return failed(name, bad, hints)
         if math.isnan(val):
             return failed(
                 name,
@@ -232,14 +242,10 @@ def check_entropy(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
     out, err = _call(fn, batch)
     if err:
         return failed(name, f"on a (2, V) batch {err}", hints)
-    if not isinstance(out, torch.Tensor) or out.shape != (2,):
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return failed(
-            name,
-            f"a (2, V) input must give 2 entropies, one per row (sum over dim=-1 only); got {got}",
-            hints,
-        )
-    if not torch.allclose(out.double(), torch.tensor([math.log(4), 0.0], dtype=torch.float64)):
+    out, bad = as_tensor(out, (2,), "2 entropies, one per row (sum over dim=-1 only)")
+    if bad:
+        return failed(name, f"for a (2, V) input: {bad}", hints)
+    if not torch.allclose(out, torch.tensor([math.log(4), 0.0], dtype=torch.float64)):
         return failed(name, "on a (2, V) batch, sum over the last dimension (each row)", hints)
     return passed(name)
 

@@ -7,13 +7,25 @@ are staged (:class:`nexttoken.exercises.Hints`) and never print the answer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ..configs import get_config
 from ..generate import generate
 from ..model import GPT, GPTConfig
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import (
+    Case,
+    Hints,
+    Mistake,
+    as_count,
+    as_tensor,
+    check_function,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 from . import call_answer as _call
 
 __all__ = [
@@ -32,6 +44,7 @@ LOOP_HINTS = Hints(
     "NEXT token is the last position's row; greedy takes its argmax.",
     "Without a cache the model must read the whole text at every step (feeding it only the last "
     "token makes it forget the context); return a list: the prompt followed by the n new ids.",
+    solution="greedy loop",
 )
 KV_HINTS = Hints(
     "KV cache bytes per token",
@@ -40,14 +53,16 @@ KV_HINTS = Hints(
     "query is used once and is not cached.",
     "Count numbers per token (how many layers, how many tensors per layer, how wide each is), "
     "then multiply by the bytes of one number.",
+    solution="kv bytes",
 )
 WINDOW_HINTS = Hints(
     "sliding window",
     "The model has block_size learned positions: it can read at most block_size tokens.",
     "Past the limit it keeps the MOST RECENT tokens, the ones the next token depends on most; the "
     "oldest are forgotten.",
-    "Use a negative slice start to take exactly block_size ids from the end of the list (a short "
-    "list is returned whole).",
+    "Python slices count from the end with negative indices; check your slice on a list of 5 "
+    "ids with block_size 3, and on one of 2 ids (a short list is returned whole).",
+    solution="window",
 )
 HINTS = {h.name: h for h in (LOOP_HINTS, KV_HINTS, WINDOW_HINTS)}
 
@@ -122,82 +137,92 @@ def check_greedy_loop(fn: Callable[[GPT, list[int], int], list[int]] | None) -> 
     return passed(name)
 
 
+def _kv_right(cfg: GPTConfig, nb: int) -> int:
+    return 2 * cfg.n_layer * cfg.n_embd * nb
+
+
+# gpt2-medium first: its n_layer (24) differs from its n_head (16); the cases together make every
+# recognised mistake give its own numbers (in gpt2, GPT-3 175B and the book model n_layer == n_head)
+_KV_CASES = [Case((get_config(c), nb), f"{c}, {nb} bytes per number") for c, nb in (
+    ("gpt2-medium", 4), ("gpt2", 4), ("gpt3-175b", 2), ("book", 4), ("gpt2-medium", 1)
+)]  # fmt: skip
+_KV_MISTAKES = [
+    Mistake(lambda c, nb: c.n_layer * c.n_embd * nb, "half the answer: each layer caches a key "
+            "AND a value per token"),
+    Mistake(lambda c, nb: 3 * c.n_layer * c.n_embd * nb, "the query is not cached: a token's "
+            "query is used once, at its own step; only keys and values are reused"),
+    Mistake(lambda c, nb: 2 * c.n_layer * c.d_head * nb, "d_head is one head; the key (and the "
+            "value) of a token spans all heads: n_head x d_head = n_embd numbers"),
+    Mistake(lambda c, nb: 2 * c.n_layer * c.n_head * nb, "n_head counts heads, not numbers: each "
+            "head holds d_head numbers, n_embd in all"),
+    Mistake(lambda c, nb: 2 * c.n_layer * c.n_embd, "that counts numbers, not bytes: multiply by "
+            "the bytes per number"),
+    Mistake(lambda c, nb: 8 * _kv_right(c, nb), "that is bits (8 per byte); the question asks for "
+            "bytes"),
+    Mistake(lambda c, nb: 2 * c.n_embd * nb, "every layer has its own keys and values: multiply "
+            "by n_layer"),
+    Mistake(lambda c, nb: _kv_right(c, nb) * c.block_size, "that is the cache for a full "
+            "context; the question asks for one token"),
+    Mistake(lambda c, nb: 2 * c.n_layer * 4 * c.n_embd * nb, "4 n_embd is the MLP's hidden "
+            "width; the cached key and value are n_embd wide"),
+]  # fmt: skip
+
+
 def check_kv_bytes(fn: Callable[[GPTConfig, int], int] | None) -> bool:
-    """``fn(config, bytes_per_number)``: bytes the KV cache holds per token.
+    """``fn(config, bytes_per_number)``: bytes the KV cache holds per token (any whole-number type).
 
     Recognised: keys only; queries cached too; one head only (d_head); n_head instead of n_embd;
-    the bytes forgotten; bits instead of bytes; the layers forgotten; the whole context.
+    the bytes forgotten; bits instead of bytes; the layers forgotten; the whole context; the MLP
+    width.
     """
-    name, hints = KV_HINTS.name, KV_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(config, bytes_per_number)", hints)
-    # gpt2-medium first: its n_layer (24) differs from its n_head (16), so that each wrong
-    # formula gives its own number (in gpt2, GPT-3 175B and the book model n_layer == n_head)
-    for cname, nbytes in (("gpt2-medium", 4), ("gpt2", 4), ("gpt3-175b", 2), ("book", 4)):
-        cfg = get_config(cname)
-        out, err = _call(fn, cfg, nbytes)
-        if err:
-            return failed(name, err, hints)
-        want = 2 * cfg.n_layer * cfg.n_embd * nbytes
-        if out == want and not isinstance(out, bool):
-            continue
-        L, d = cfg.n_layer, cfg.n_embd
-        wrong = {
-            L * d * nbytes: "half the answer: each layer caches a key AND a value per token",
-            3 * L * d * nbytes: "the query is not cached: a token's query is used once, at its "
-            "own step; only keys and values are reused",
-            2 * L * cfg.d_head * nbytes: "d_head is one head; the key (and the value) of a token "
-            "spans all heads: n_head x d_head = n_embd numbers",
-            2 * L * cfg.n_head * nbytes: "n_head counts heads, not numbers: each head holds d_head "
-            "numbers, n_embd in all",
-            2 * L * d: "that counts numbers, not bytes: multiply by the bytes per number",
-            2 * L * d * nbytes * 8: "that is bits; the question asks for bytes",
-            2 * d * nbytes: "every layer has its own keys and values: multiply by n_layer",
-            want * cfg.block_size: "that is the cache for a full context; the question asks for "
-            "one token",
-        }
-        if isinstance(out, int) and out in wrong:
-            return failed(name, f"{cname}: {wrong[out]}", hints)
-        return failed(name, f"{cname}, {nbytes} bytes per number: got {out!r}", hints)
-    return passed(name)
+    return check_function(
+        fn, KV_HINTS, _KV_CASES, _kv_right, _KV_MISTAKES,
+        normalise=lambda out: as_count(out, "a number of bytes (a whole number)"),
+        same=lambda a, b: a == b, signature="fn(config, bytes_per_number)",
+    )  # fmt: skip
+
+
+_IDS = list(range(10, 30))
+_WINDOW_CASES = [Case((list(_IDS), b), f"20 ids, block_size={b}") for b in (8, 20, 25, 1, 13)]
+
+
+def _ids(out: Any) -> tuple[list[int] | None, str]:
+    """A list of ids from a list, tuple, numpy array or tensor (any numeric dtype, flattened)."""
+    t, err = as_tensor(out, what="a list of ids")
+    if err:
+        return None, err
+    if t.dim() > 2 or (t.dim() == 2 and t.size(0) != 1):
+        return None, f"expected a list of ids, got shape {tuple(t.shape)}"
+    values = t.flatten().tolist()
+    if not all(float(v).is_integer() for v in values):
+        return None, "expected whole-number ids, got fractions"
+    return [int(v) for v in values], ""
+
+
+_WINDOW_MISTAKES = [
+    Mistake(lambda ids, b: ids[:b], "these are the OLDEST tokens; the model keeps the most recent "
+            "ones"),
+    Mistake(lambda ids, b: list(ids), "nothing was cropped; the model reads at most block_size ids"),
+    Mistake(lambda ids, b: ids[-(b - 1):], "one token short: an off-by-one in the "
+            "slice (block_size - 1 ids kept)"),
+    Mistake(lambda ids, b: ids[-(b + 1):], "one token too many: an off-by-one in the slice "
+            "(block_size + 1 ids kept)"),
+    Mistake(lambda ids, b: ids[b:], "ids[block_size:] drops the FIRST block_size ids; the window "
+            "keeps the LAST block_size"),
+]  # fmt: skip
 
 
 def check_window(fn: Callable[[list[int], int], list[int]] | None) -> bool:
-    """``fn(ids, block_size)``: the ids the model reads once ``ids`` outgrow the context.
+    """``fn(ids, block_size)``: the ids the model reads once ``ids`` outgrow the context (a list,
+    tuple, numpy array or tensor).
 
-    Recognised: the oldest tokens kept; an off-by-one (block_size - 1 or + 1 tokens); no crop.
+    Recognised: the oldest tokens kept; an off-by-one (block_size - 1 or + 1 tokens); no crop;
+    the first block_size ids dropped instead of kept.
     """
-    name, hints = WINDOW_HINTS.name, WINDOW_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(ids, block_size)", hints)
-    ids = list(range(10, 30))
-    for block in (8, 20, 25):
-        out, err = _call(fn, list(ids), block)
-        if err:
-            return failed(name, err, hints)
-        want = ids[-block:]
-        if isinstance(out, torch.Tensor):
-            out = out.flatten().tolist()
-        if isinstance(out, tuple):
-            out = list(out)
-        if out == want:
-            continue
-        if out == ids[:block]:
-            why = "these are the OLDEST tokens; the model keeps the most recent ones"
-        elif out == ids and len(ids) > block:
-            why = f"block_size={block}: nothing was cropped; the model reads at most {block} ids"
-        elif out == ids[-(block - 1) :]:
-            why = f"block_size={block}: one token short ({block - 1}): an off-by-one in the slice"
-        elif out == ids[-(block + 1) :]:
-            why = f"block_size={block}: one token too many ({block + 1}): an off-by-one"
-        else:
-            why = f"block_size={block}: expected the last {len(want)} ids, got {out!r}"
-        return failed(name, why, hints)
-    return passed(name)
+    return check_function(
+        fn, WINDOW_HINTS, _WINDOW_CASES, lambda ids, b: ids[-b:], _WINDOW_MISTAKES,
+        normalise=_ids, same=lambda a, b: a == b, signature="fn(ids, block_size)",
+    )  # fmt: skip
 
 
 def check_unchanged_prediction(answer: float | None, actual: float) -> bool:

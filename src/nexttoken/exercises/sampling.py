@@ -13,7 +13,18 @@ from typing import Any
 import torch
 
 from ..sampling import top_k_filter, top_p_filter
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import (
+    Case,
+    Hints,
+    Mistake,
+    as_number,
+    as_tensor,
+    check_function,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 from . import call_answer as _call
 
 __all__ = [
@@ -50,6 +61,7 @@ TEMPERATURE_HINTS = Hints(
     "narrows them (flatter); then take the softmax over the last dimension.",
     "Dividing the probabilities by T after the softmax only rescales them: once renormalised, the "
     "distribution is the same as at T = 1.",
+    solution="temperature",
 )
 CHI_SQUARE_HINTS = Hints(
     "chi-square statistic",
@@ -242,52 +254,55 @@ def check_top_p(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) -> boo
     return passed(name)  # pragma: no cover (unreachable: some case failed above)
 
 
+def _t_softmax(t: float) -> torch.Tensor:
+    return torch.softmax(_LOGITS.double() / t, dim=-1)
+
+
+_P1 = torch.softmax(_LOGITS.double(), dim=-1)
+_TEMPERATURE_CASES = [Case((t,), f"T={t}") for t in (0.5, 2.0, 1.0, 0.25)]
+_TEMPERATURE_MISTAKES = [
+    Mistake(lambda t: _P1 / t, "the temperature was applied AFTER the softmax: p / T does not sum "
+            "to 1 and does not change the shape of the distribution"),
+    Mistake(lambda t: _P1, "this is the T = 1 distribution: dividing probabilities by T and "
+            "renormalising (or shifting the logits by T) changes nothing; the temperature divides "
+            "the logits"),
+    Mistake(lambda t: torch.softmax(_LOGITS.double() * t, -1), "the logits were MULTIPLIED by T: "
+            "then T < 1 flattens and T > 1 sharpens, the opposite of temperature"),
+    Mistake(lambda t: _LOGITS.double() / t, "these are the scaled logits; the answer is their "
+            "softmax (probabilities)"),
+    Mistake(lambda t: torch.log_softmax(_LOGITS.double() / t, -1), "these are log-probabilities "
+            "(log_softmax): the answer is the probabilities"),
+    Mistake(lambda t: _P1 ** (1 / t), "p^(1/T) has the right shape but is not normalised: divide "
+            "by its sum (or divide the logits by T, then softmax)"),
+]  # fmt: skip
+
+
+def _temperature_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    if not torch.isclose(got.sum(), torch.tensor(1.0, dtype=got.dtype), atol=1e-5):
+        return f"for {case.show()}: the probabilities sum to {float(got.sum()):.4g}, not 1"
+    return (
+        f"for {case.show()}: the values differ from the softmax of the logits at that temperature"
+    )
+
+
 def check_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) -> bool:
-    """``fn(logits, T)``: the distribution sampled from at temperature ``T > 0`` (probabilities).
+    """``fn(logits, T)``: the distribution sampled from at temperature ``T > 0`` (probabilities, a
+    tensor of any float dtype, a numpy array or a list; float32 rounding is not a mistake).
 
     Recognised: the temperature applied after the softmax (not normalised, or renormalised to the
-    T = 1 distribution); multiplying by T instead of dividing; subtracting T; logits returned.
+    T = 1 distribution); multiplying by T instead of dividing; logits or log-probabilities
+    returned; p^(1/T) not normalised.
     """
-    name, hints = TEMPERATURE_HINTS.name, TEMPERATURE_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(logits, temperature)", hints)
-    x = _LOGITS
-    for t in (0.5, 2.0, 1.0):
-        out, err = _call(fn, x.clone(), t)
-        if err:
-            return failed(name, err, hints)
-        want = torch.softmax(x / t, dim=-1)
-        if isinstance(out, torch.Tensor) and out.shape == x.shape:
-            if torch.allclose(out.double(), want.double(), atol=1e-6):
-                continue
-            p1 = torch.softmax(x, dim=-1)
-            if torch.allclose(out, p1 / t, atol=1e-6):
-                why = (
-                    f"T={t}: the temperature was applied AFTER the softmax: p / T does not sum "
-                    "to 1 and does not change the shape of the distribution"
-                )
-            elif torch.allclose(out, p1, atol=1e-6):
-                why = (
-                    f"T={t}: this is the T = 1 distribution: dividing probabilities by T and "
-                    "renormalising changes nothing; the temperature acts on the logits"
-                )
-            elif torch.allclose(out, torch.softmax(x * t, dim=-1), atol=1e-6):
-                why = (
-                    f"T={t}: the logits were MULTIPLIED by T: then T < 1 flattens and T > 1 "
-                    "sharpens, the opposite of temperature"
-                )
-            elif torch.allclose(out, x / t, atol=1e-6):
-                why = "these are the scaled logits; the answer is their softmax (probabilities)"
-            elif not torch.allclose(out.sum(), torch.tensor(1.0, dtype=out.dtype), atol=1e-5):
-                why = f"T={t}: the probabilities must sum to 1"
-            else:
-                why = f"T={t}: the values differ from the softmax of the logits at temperature {t}"
-            return failed(name, why, hints)
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return failed(name, f"expected a tensor of shape {tuple(x.shape)}, got {got}", hints)
-    return passed(name)
+    shape = tuple(_LOGITS.shape)
+    return check_function(
+        lambda t: fn(_LOGITS.clone(), t) if callable(fn) else fn,
+        TEMPERATURE_HINTS, _TEMPERATURE_CASES, _t_softmax, _TEMPERATURE_MISTAKES,
+        normalise=lambda out: as_tensor(out, shape, "a tensor of probabilities"),
+        same=lambda a, b: torch.allclose(a, b.double(), rtol=1e-4, atol=1e-6),
+        signature="fn(logits, temperature)", differ=_temperature_differ,
+    ) if callable(fn) else check_function(
+        fn, TEMPERATURE_HINTS, [], _t_softmax, signature="fn(logits, temperature)"
+    )  # fmt: skip
 
 
 def check_chi_square(fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -> bool:
@@ -309,10 +324,9 @@ def check_chi_square(fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -
         out, err = _call(fn, obs.clone(), p.clone())
         if err:
             return failed(name, err, hints)
-        try:
-            val = float(out)
-        except (TypeError, ValueError, RuntimeError):
-            return failed(name, f"expected one number, got {type(out).__name__}", hints)
+        val, bad = as_number(out, "one number")
+        if bad:
+            return failed(name, bad, hints)
         e = obs.sum() * p
         want = float(((obs - e) ** 2 / e).sum())
         if math.isclose(val, want, rel_tol=1e-4):

@@ -1,0 +1,157 @@
+"""The worked answers, one per exercise, printed only by an explicit ``solution(key)``.
+
+No hint stage contains an answer (``tests/test_exercises_hints.py`` checks every stage against the
+``secrets`` below: the answer's value and the expressions that give it away). A reader who is stuck
+asks for the answer with ``solution(key)``; the last hint of every exercise says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SOLUTIONS", "Solution", "solution"]
+
+
+@dataclass(frozen=True)
+class Solution:
+    """One exercise's worked answer: ``answer`` (code or numbers, with why), where the solutions
+    notebook works it (``notebook``), and the ``secrets`` no hint may contain."""
+
+    key: str
+    exercise: str
+    notebook: str
+    answer: str
+    secrets: tuple[str, ...] = ()
+
+
+_NB = {
+    "00": "00_the_pipeline",
+    "01": "01_text_to_tokens",
+    "02": "02_tokens_to_vectors",
+    "03": "03_self_attention",
+    "04": "04_the_decoder_block",
+    "05": "05_logits_and_softmax",
+    "06": "06_choosing_the_next_token",
+    "07": "07_the_autoregressive_loop",
+    "08": "08_training_the_book_model",
+    "09": "09_a_real_gpt2",
+    "10": "10_many_requests_at_once",
+    "11": "11_faster_tokens",
+    "12": "12_beyond_one_machine",
+}
+
+
+def _s(key: str, exercise: str, nb: str, answer: str, *secrets: str) -> Solution:
+    return Solution(
+        key, exercise, f"notebooks/solutions/{_NB[nb]}_solutions.ipynb", answer, secrets
+    )
+
+
+SOLUTIONS: dict[str, Solution] = {
+    s.key: s
+    for s in (
+        # notebook 10
+        _s(
+            "positions",
+            "left-padded positions",
+            "10",
+            "L = max(lengths); row b has L - n_b padding columns on its left, so column j holds "
+            "position j - (L - n_b) for a real token and 0 for padding:\n"
+            "    [[max(0, j - (L - n)) for j in range(L)] for n in lengths]",
+            "j - (L - n)",
+            "j - pad_b",
+            "max(0, j",
+        ),
+        _s(
+            "blocks",
+            "blocks needed",
+            "10",
+            "A division rounded UP, exact for integers (0 tokens need 0 blocks):\n"
+            "    -(-n_tokens // block_tokens)      # or (n_tokens + block_tokens - 1) // block_tokens",
+            "-(-",
+            "+ b - 1) // b",
+            "block_tokens - 1) //",
+            "math.ceil",
+        ),
+        _s(
+            "outweighs",
+            "cache outweighs the model",
+            "10",
+            "weights = 2 bytes x 174,604,259,328 parameters; one full sequence caches "
+            "2 (key, value) x 96 layers x 12,288 numbers x 2 bytes x 2,048 tokens = 9,663,676,416 "
+            "bytes; the smallest batch whose cache is larger: weights // per_sequence + 1 = 37",
+            "37",
+            "// per_sequence + 1",
+        ),
+        # notebook 11
+        _s(
+            "quantize",
+            "int8 per-channel quantization",
+            "11",
+            "    scale = w.abs().amax(dim=1) / 127          # one scale per row (output channel)\n"
+            "    w_int8 = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)\n"
+            "    return w_int8, scale",
+            "amax(dim=1) / 127",
+            "amax(1) / 127",
+        ),
+        _s(
+            "accept",
+            "accept probability",
+            "11",
+            "Keep x with probability min(1, p(x) / q(x)): always when the target likes x at least as "
+            "much as the draft, else only the share p/q of the draft's over-proposals.",
+            "min(1, p",
+            "min(1.0, p",
+        ),
+        _s(
+            "tokens per round",
+            "tokens per round",
+            "11",
+            "Proposal i is emitted only if proposals 1..i are all kept (probability alpha^i); the "
+            "target adds one token: 1 + alpha + ... + alpha^k = sum(alpha**i for i in range(k + 1)) "
+            "(= (1 - alpha**(k + 1)) / (1 - alpha) for alpha != 1, and k + 1 at alpha = 1).",
+            "1 + alpha + alpha^2",
+            "1 + alpha + ... + alpha^k",
+            "range(k + 1)",
+            "(1 - alpha**(k + 1))",
+            "(1 - a**(k+1))",
+        ),
+        # notebook 12
+        _s(
+            "mlp cut",
+            "MLP cut",
+            "12",
+            'W_fc by "columns" (each device holds some columns of h and applies GELU to them alone), '
+            'W_proj by "rows" (the matching rows; each device\'s product is one term of a sum, added '
+            "up by one all-reduce): {'W_fc': 'columns', 'W_proj': 'rows'}",
+        ),
+        _s(
+            "tp bytes",
+            "tensor-parallel bytes",
+            "12",
+            "Two all-reduces per block (after attention, after the MLP), each of the (B, N, d) block "
+            "output:\n    2 * n_layer * B * N * d * bytes_per_number",
+            "2 * n_layer * B * N * d",
+            "two per block, n_layer blocks",
+        ),
+        _s(
+            "bubble",
+            "pipeline bubble",
+            "12",
+            "The pass takes m + p - 1 slots and each stage works m of them: idle share "
+            "(p - 1) / (m + p - 1).",
+            "(p - 1) / (m + p - 1)",
+            "(p-1)/(m+p-1)",
+        ),
+    )
+}
+
+
+def solution(key: str) -> None:
+    """Print the worked answer of exercise ``key`` (``solution("blocks")``) and where the solutions
+    notebook works it. Unknown keys raise a ValueError that lists the known ones."""
+    if not isinstance(key, str) or key.strip().lower() not in SOLUTIONS:
+        known = ", ".join(repr(k) for k in SOLUTIONS)
+        raise ValueError(f"no exercise called {key!r}; the exercises are: {known}")
+    s = SOLUTIONS[key.strip().lower()]
+    print(f"Solution: {s.exercise}\n{s.answer}\n(worked in {s.notebook})")
