@@ -137,6 +137,15 @@ def _serving_throughput() -> Figure:
     return throughput_figure(json.loads(path.read_text())["batching"])
 
 
+def _roofline() -> Figure:
+    from .results import load_results
+    from .roofline import measured_points
+    from .viz import roofline_figure
+
+    res = load_results("roofline")
+    return roofline_figure(res, measured_points(res))
+
+
 def _serving_paging() -> Figure:
     from .viz.serving import chat_lengths, paging_figure
 
@@ -187,6 +196,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "book_training_curve.png": _book_training_curve,  # notebook 08
     "gpt2_decode_speed.png": _gpt2_decode_speed,  # notebook 09 (benchmarks/results.json)
     "serving_batching_throughput.png": _serving_throughput,  # notebook 10 (results_batching.json)
+    "roofline.png": _roofline,  # notebook 10 (results_roofline.json)
     "serving_paging_waste.png": _serving_paging,  # notebook 10
     "serving_continuous_batching.png": _serving_timeline,  # notebook 10
     "speculative_acceptance.png": _speculative_acceptance,  # notebook 11 (results_faster.json)

@@ -16,6 +16,7 @@ from .gpt2 import parity_figure, speed_figure
 from .logits import candidate_bars, entropy, temperature_figure, visible_token
 from .loop import kv_memory_figure, kv_timing_figure, step_figure
 from .pipeline import STAGES, pipeline_figure, walkthrough_figure
+from .roofline import roofline_figure
 from .sampling import (
     distribution_text_figure,
     draws_figure,
@@ -45,3 +46,4 @@ __all__ += ["attention_heatmap", "score_scale_figure"]  # 03
 __all__ += ["activation_figure", "layer_trajectory_figure", "parameter_breakdown_figure"]  # 04
 __all__ += ["parity_figure", "speed_figure"]  # 09
 __all__ += ["corpus_figure", "loss_curve_figure", "token_loss_figure"]  # 08
+__all__ += ["roofline_figure"]  # 10 (and 11, 12)
