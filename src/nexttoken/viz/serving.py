@@ -21,6 +21,10 @@ __all__ = [
     "chat_lengths",
     "run_schedulers",
     "throughput_figure",
+    "run_conditions",
+    "batching_table",
+    "layouts_table",
+    "continuous_table",
     "kv_vs_weights_figure",
     "paging_waste",
     "paging_figure",
@@ -107,7 +111,9 @@ def throughput_figure(rows: Sequence[dict]) -> Figure:
     ax.set_ylabel("tokens per CPU-second")
     ax.set_title("GPT-2 small, fp32, CPU: throughput grows with the batch")
     ax.legend(fontsize=8)
-    ax2.axhline(0.8, color="gray", ls=":", label="target 0.8")
+    ax2.axhline(
+        1.0, color="gray", ls=":", label="1 = the bound: the step gains what its products gain"
+    )
     ax2.set_xscale("log", base=2)
     ax2.set_ylim(0, max(1.3, 1.08 * max(r["fraction_of_bound"] for r in rows)))  # every point shown
     ax2.set_xlabel("batch size B")
@@ -117,6 +123,78 @@ def throughput_figure(rows: Sequence[dict]) -> Figure:
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def run_conditions(bench: dict, section: str) -> str:
+    """When and under what load the last run of a benchmark that measured ``section`` ran.
+
+    ``bench``: a results JSON with ``runs`` (each with ``command`` and ``machine``), such as
+    ``load_results("batching")``; a run whose command has no ``--sections`` measured every one."""
+    runs = [
+        r
+        for r in bench.get("runs", [bench])
+        if "--sections" not in r["command"]
+        or section in r["command"].split("--sections")[1].split()[0].split(",")
+    ]
+    if not runs:
+        raise ValueError(f"no run of this benchmark measured section {section!r}")
+    m = runs[-1]["machine"]
+    return (
+        f"{section}: measured {m['date_utc']} UTC on {m['cpu']} ({m['logical_cpus']} logical CPUs, "
+        f"torch {m['torch']}), load average (1, 5, 15 min) {m['load_average_at_start']}"
+    )
+
+
+def batching_table(rows: Sequence[dict]) -> str:
+    """The batching rows of ``results_batching.json`` as a text table, one line per (threads, B).
+
+    Columns: tokens/s; ``x prev``, the throughput over the previous batch size's; ``step x``, a
+    step's time over the 1-row step's (``B / gain``: 2 means twice the time of one row); the
+    weight products' time alone at ``B`` rows (ms); gain over B = 1, its bound, gain / bound."""
+    lines = [" B  threads  tokens/s  x prev  step x  products ms   gain   bound  gain/bound"]
+    prev = {}
+    for r in rows:
+        t = r["threads"]
+        ratio = f"{r['tokens_per_s'] / prev[t]:6.2f}" if t in prev else f"{'-':>6}"
+        prev[t] = r["tokens_per_s"]
+        lines.append(
+            f"{r['batch']:2d}  {t:7d}  {r['tokens_per_s']:8.1f}  {ratio}  "
+            f"{r['batch'] / r['gain']:6.2f}  {1e3 * r['matmul_s_MB']:11.1f}  {r['gain']:5.2f}  "
+            f"{r['bound']:6.2f}  {r['fraction_of_bound']:10.2f}"
+        )
+    return "\n".join(lines)
+
+
+def layouts_table(rows: Sequence[dict]) -> str:
+    """The ``layouts`` rows of ``results_batching.json``: one step's block products with the
+    weights stored ``(out, in)`` and ``(in, out)``, ms, and their ratio (> 1: ``(in, out)`` faster)."""
+    lines = ["rows  (out, in) ms  (in, out) ms  (out, in) / (in, out)"]
+    for r in rows:
+        ratio = r["row_major_ms"] / r["column_major_ms"]
+        lines.append(
+            f"{r['rows']:4d}  {r['row_major_ms']:12.1f}  {r['column_major_ms']:12.1f}  {ratio:10.2f}"
+        )
+    return "\n".join(lines)
+
+
+def continuous_table(cont: dict) -> str:
+    """The ``continuous`` section of ``results_batching.json``: per scheduler, tokens/s, engine
+    steps, mean batch, seconds per step, latency (steps and CPU seconds: mean and p90)."""
+    head = "scheduler              tokens/s  steps  mean batch  s/step  latency, steps: mean / p90"
+    lines = [head + "   CPU s: mean / p90"]
+    for key, label in (
+        ("continuous", "continuous"),
+        ("static_engine", "static (engine)"),
+        ("static_padded", "static (padded batch)"),
+    ):
+        r = cont[key]
+        mean_batch = f"{r['mean_batch']:.2f}" if "mean_batch" in r else "-"
+        lines.append(
+            f"{label:<22}{r['tokens_per_s']:8.1f}  {r['steps']:5d}  {mean_batch:>10}  "
+            f"{r['cpu_s'] / r['steps']:6.3f}  {r['latency_mean_steps']:14.0f} / "
+            f"{r['latency_p90_steps']:<10d}{r['latency_mean_s']:8.1f} / {r['latency_p90_s']:.1f}"
+        )
+    return "\n".join(lines)
 
 
 def kv_vs_weights_figure(
