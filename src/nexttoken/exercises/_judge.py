@@ -396,12 +396,15 @@ def check_prediction(
     rel_tol: float = 0.0,
     abs_tol: float = 0.0,
     explain: str = "",
+    known: dict[float, str] | None = None,
 ) -> bool:
     """A *predict, then run* exercise: was the number written down before running close enough?
 
     ``actual`` is the value the notebook computes *after* the reader's prediction cell. The check
     passes when ``answer`` is within ``rel_tol`` / ``abs_tol`` of it; on a miss it prints how far off
     the prediction was and ``explain`` (why the value is what it is), so the surprise teaches.
+    ``known`` maps the predictions of recognised mistakes (distinct from ``actual``) to their
+    diagnosis, printed before the explanation.
     """
     if unanswered(answer, name):
         return False
@@ -413,5 +416,9 @@ def check_prediction(
         print(f"PASS {name}: you predicted {value:g}, the book computes {actual:g}")
         return True
     msg = f"FAIL {name}: you predicted {value:g}, the book computes {actual:g}"
+    for wrong, why in (known or {}).items():
+        if wrong != actual and math.isclose(float(value), float(wrong), rel_tol=1e-9):
+            msg += f": {why}"
+            break
     print(msg + (f". Why: {explain}" if explain else ""))
     return False

@@ -50,6 +50,103 @@ def _s(key: str, exercise: str, nb: str, answer: str, *secrets: str) -> Solution
 SOLUTIONS: dict[str, Solution] = {
     s.key: s
     for s in (
+        # notebook 03
+        _s(
+            "mask",
+            "causal mask",
+            "03",
+            "Query i may look at keys j <= i (itself and the past): the lower triangle, diagonal "
+            "included:\n    torch.ones(n, n, dtype=torch.bool).tril()",
+            ".tril()",
+            "torch.tril(",
+        ),
+        _s(
+            "weights",
+            "causal attention weights",
+            "03",
+            "    s = q @ k.T / math.sqrt(q.size(-1))                 # (N, N) scores\n"
+            "    s = s.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float('-inf'))\n"
+            "    return torch.softmax(s, dim=-1)                     # each row sums to 1",
+            "q @ k.T / math.sqrt",
+            "masked_fill(",
+        ),
+        _s(
+            "visible",
+            "visible words",
+            "03",
+            "The word itself and every word before it; nothing after it, however related.",
+        ),
+        _s(
+            "scale",
+            "score scale",
+            "03",
+            "sqrt(d_head) = sqrt(128) = 11.3137...: the standard deviation of a dot product of "
+            "d_head unit-variance numbers.",
+            "11.31",
+            "sqrt(128)",
+        ),
+        # notebook 05
+        _s(
+            "softmax",
+            "stable softmax",
+            "05",
+            "    e = (s - s.amax(dim=-1, keepdim=True)).exp()\n"
+            "    return e / e.sum(dim=-1, keepdim=True)",
+            "s.amax(dim=-1, keepdim=True)",
+            "subtract that row's largest",
+        ),
+        _s(
+            "projection",
+            "GPT-3 projection size",
+            "05",
+            "d_model x vocabulary = 12,288 x 50,257 = 617,558,016 weights (no bias).",
+            "617,558,016",
+            "617558016",
+            "12288 * 50257",
+        ),
+        _s(
+            "entropy",
+            "entropy",
+            "05",
+            "    return -torch.special.xlogy(p, p).sum(dim=-1)",
+            "-torch.special.xlogy(p, p)",
+        ),
+        # notebook 06
+        _s(
+            "temperature",
+            "temperature",
+            "06",
+            "    return torch.softmax(logits / T, dim=-1)",
+            "softmax(logits / T",
+            "softmax(x / t",
+        ),
+        # notebook 07
+        _s(
+            "greedy loop",
+            "greedy loop",
+            "07",
+            "    ids = list(ids)\n    for _ in range(n):\n"
+            "        logits = model(torch.tensor([ids]))            # (1, N, V)\n"
+            "        ids.append(int(logits[0, -1].argmax()))\n    return ids",
+            "logits[0, -1].argmax()",
+        ),
+        _s(
+            "kv bytes",
+            "KV cache bytes per token",
+            "07",
+            "A key and a value per layer, n_embd numbers each:\n"
+            "    2 * config.n_layer * config.n_embd * bytes_per_number",
+            "2 * config.n_layer * config.n_embd",
+            "2 * n_layer * n_embd",
+        ),
+        _s(
+            "window",
+            "sliding window",
+            "07",
+            "The last block_size ids (all of them if there are fewer):\n    ids[-block_size:]",
+            "ids[-block_size:]",
+            "[-block_size:]",
+        ),
         # notebook 10
         _s(
             "positions",

@@ -128,8 +128,6 @@ _TP_MISTAKES = [
     Mistake(lambda L, B, N, d, nb: 2 * _tp_right(L, B, N, d, nb), "twice the tensor is what a "
             "ring all-reduce puts on each device's wire (2 (T - 1) / T of it, sent and received); "
             "the question asks for the bytes of the tensors all-reduced"),
-    Mistake(lambda L, B, N, d, nb: 4 * L * B * N * d * nb, "two per block is right, but counted "
-            "for the forward AND the backward pass: generation runs the forward pass only"),
 ]  # fmt: skip
 
 
@@ -138,7 +136,8 @@ def check_tp_bytes(fn: Callable[[int, int, int, int, int], int] | None) -> bool:
     (any whole-number type).
 
     Recognised: one all-reduce per block; B or N forgotten; the MLP's hidden width 4d; bits;
-    numbers, not bytes; the layers forgotten; the ring's wire bytes; forward + backward.
+    numbers, not bytes; the layers forgotten; the ring's wire bytes (which is also what counting
+    forward and backward gives: the line names the ring).
     """
     return check_function(
         fn, BYTES_HINTS, _TP_CASES, _tp_right, _TP_MISTAKES,
@@ -188,6 +187,13 @@ def check_allreduce_count_prediction(answer: float | None, actual: int) -> bool:
         answer,
         actual,
         "all-reduces per token",
+        known={
+            2 * actual: "that counts the forward AND the backward pass (training); generating a "
+            "token runs the forward pass only",
+            actual // 2: "that is one all-reduce per block; attention and the MLP each end in one",
+            actual * 8: "the count does not grow with T: each all-reduce involves all T devices "
+            "at once",
+        },
         explain="two per block (attention, MLP) and 96 blocks; the count does not depend on T, "
         "nor on how many tokens are in the context: each step runs every block once (and "
         "generation runs the forward pass only, no backward)",

@@ -6,6 +6,7 @@ are staged (:class:`nexttoken.exercises.Hints`) and never print the answer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -159,7 +160,7 @@ def _blocks_right(n: int, bt: int) -> int:
 
 
 _BLOCK_CASES = [Case((n, bt), f"n_tokens={n}, block_tokens={bt}") for n, bt in (
-    (17, 16), (16, 16), (1, 16), (0, 16), (100, 7), (5, 1), (40, 16)
+    (17, 16), (16, 16), (1, 16), (0, 16), (100, 7), (5, 1), (40, 16), (30, 16)
 )]  # fmt: skip
 _BLOCK_MISTAKES = [
     Mistake(lambda n, bt: n // bt, "rounded down: the last, partly filled block is missing"),
@@ -177,11 +178,6 @@ _BLOCK_MISTAKES = [
         lambda n, bt: round(n / bt),
         "round() goes to the NEAREST whole number (17 / 16 -> 1): a partly filled block still "
         "needs a whole block: round UP",
-    ),
-    Mistake(
-        lambda n, bt: (n + bt) // bt,
-        "an off-by-one in the rounding: (n + block_tokens) // block_tokens is one too many when "
-        "the tokens fill whole blocks",
     ),
 ]
 
@@ -205,6 +201,7 @@ def check_blocks_needed(fn: Callable[[int, int], int] | None) -> bool:
     )
 
 
+@functools.cache
 def gpt3_175b_parameters() -> int:
     """GPT-3 175B's parameters in the GPT-2 architecture (174,604,259,328), counted exactly."""
     from ..sizes import meta_model
@@ -233,6 +230,7 @@ def check_cache_outweighs(answer: int | None) -> bool:
     return failed(name, f"got {fmt(value)}", hints)
 
 
+@functools.cache
 def _outweighs_values() -> tuple[int, dict[int, str]]:
     """The answer, and the answers of the recognised mistakes (all different)."""
     cfg = get_config("gpt3-175b")

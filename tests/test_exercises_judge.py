@@ -1,0 +1,642 @@
+"""The checkers a learner can trust (issue 25), judged as a student would try them.
+
+For every checker rebuilt on the shared judge: correct answers in several forms (must pass), every
+recognised mistake (must fail, naming it), two mistakes that coincide on one input (told apart),
+hostile inputs (one FAIL line, False, no exception); that no hint stage contains an answer; that a
+typo costs no hint stage and a PASS resets the stages; that ``solution(key)`` is the explicit step.
+
+``pytest tests/test_exercises_judge.py -q -s -k counts`` prints the per-notebook counts.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nexttoken.exercises import SOLUTIONS, Hints, as_count, as_number, as_tensor, solution
+from nexttoken.exercises import attention as ex03
+from nexttoken.exercises import faster as ex11
+from nexttoken.exercises import logits as ex05
+from nexttoken.exercises import loop as ex07
+from nexttoken.exercises import parallel as ex12
+from nexttoken.exercises import sampling as ex06
+from nexttoken.exercises import serving as ex10
+from nexttoken.exercises._judge import _SINGULAR  # noqa: F401 (the module loads)
+
+
+def run(check, answer, capsys):
+    ok = check(answer)
+    return ok, capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------
+# The exercises: correct forms, recognised mistakes (words the FAIL line must contain), hostile
+# ------------------------------------------------------------------------------------------------
+
+
+def _positions(lengths):
+    L = max(lengths)
+    return [[max(0, j - (L - n)) for j in range(L)] for n in lengths]
+
+
+def _round(a, k):
+    return sum(a**i for i in range(k + 1))
+
+
+def _quantize(w):
+    scale = w.abs().amax(dim=1) / 127
+    return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def _weights(q, k):
+    n = q.size(0)
+    s = (q @ k.T / math.sqrt(q.size(-1))).masked_fill(~torch.ones(n, n).bool().tril(), -math.inf)
+    return torch.softmax(s, -1)
+
+
+EXERCISES = {
+    "10": {
+        ex10.check_positions: (
+            [
+                _positions,
+                lambda ls: torch.tensor(_positions(ls)),
+                lambda ls: np.array(_positions(ls), dtype=np.int32),
+                lambda ls: torch.tensor(_positions(ls), dtype=torch.float32),
+                lambda ls: tuple(tuple(r) for r in _positions(ls)),
+            ],
+            {
+                "column indices": lambda ls: [list(range(max(ls))) for _ in ls],
+                "right padding": lambda ls: [list(range(n)) + [0] * (max(ls) - n) for n in ls],
+                "negative positions": lambda ls: [
+                    [j - (max(ls) - n) for j in range(max(ls))] for n in ls
+                ],
+                "transposed": lambda ls: torch.tensor(_positions(ls)).T,
+                "start at 1": lambda ls: [
+                    [j - (max(ls) - n) + 1 if j >= max(ls) - n else 0 for j in range(max(ls))]
+                    for n in ls
+                ],
+            },
+        ),
+        ex10.check_blocks_needed: (
+            [
+                lambda n, b: -(-n // b),
+                lambda n, b: np.int64(math.ceil(n / b)),
+                lambda n, b: (n + b - 1) // b,
+                lambda n, b: math.ceil(n / b),
+                lambda n, b: torch.tensor(n / b).ceil(),
+                lambda n, b: float(-(-n // b)),
+                lambda n, b: np.ceil(np.float32(n) / b),
+            ],
+            {
+                "rounded down": lambda n, b: n // b,
+                "one block too many": lambda n, b: n // b + 1,
+                "number of tokens": lambda n, b: n,
+                "round the division up": lambda n, b: n / b,
+                "NEAREST whole number": lambda n, b: round(n / b),
+            },
+        ),
+        ex10.check_cache_outweighs: (
+            [37, np.int64(37), 37.0, torch.tensor(37), np.array(37), torch.tensor([37.0])],
+            {
+                "rounded down": 36,
+                "keys only": 73,
+                "fp32 cache": 19,
+                "one token per sequence": 74007,
+                "one layer's cache": 3470,
+            },
+        ),
+    },
+    "11": {
+        ex11.check_quantize_int8: (
+            [
+                _quantize,
+                lambda w: (_quantize(w)[0], _quantize(w)[1][:, None]),
+                lambda w: (_quantize(w)[0], _quantize(w)[1].numpy()),
+                lambda w: list(_quantize(w)),
+            ],
+            {
+                "one scale for the whole matrix": lambda w: (
+                    torch.round(w / (w.abs().max() / 127)).to(torch.int8),
+                    w.abs().max() / 127,
+                ),
+                "a scale per column": lambda w: (
+                    torch.round(w / (w.abs().amax(0) / 127)).to(torch.int8),
+                    w.abs().amax(0) / 127,
+                ),
+                "128 or 255": lambda w: (
+                    torch.round(w / (w.abs().amax(1) / 128)[:, None]).to(torch.int8),
+                    w.abs().amax(1) / 128,
+                ),
+                "truncated towards zero": lambda w: (
+                    torch.trunc(w / (w.abs().amax(1) / 127)[:, None]).to(torch.int8),
+                    w.abs().amax(1) / 127,
+                ),
+                "stored as torch.int8": lambda w: (_quantize(w)[0].float(), _quantize(w)[1]),
+            },
+        ),
+        ex11.check_accept_probability: (
+            [
+                lambda p, q: min(1.0, p / q),
+                lambda p, q: torch.minimum(torch.tensor(1.0), torch.tensor(p) / q),
+                lambda p, q: np.minimum(1.0, np.float32(p) / np.float32(q)),
+                lambda p, q: round(min(1.0, p / q), 4),
+                lambda p, q: 1 if p >= q else p / q,
+            ],
+            {
+                "capped at 1": lambda p, q: p / q,
+                "upside down": lambda p, q: min(1.0, q / p) if p else 1.0,
+                "ignores how often the draft": lambda p, q: p,
+                "draft's distribution": lambda p, q: 1.0 if p > 0 else 0.0,
+                "percentage": lambda p, q: 100 * min(1.0, p / q),
+                "share REJECTED": lambda p, q: max(0.0, 1 - q / p) if p else 0.0,
+                "AGREE on x": lambda p, q: min(p, q),
+            },
+        ),
+        ex11.check_tokens_per_round: (
+            [
+                _round,
+                lambda a, k: k + 1 if a == 1 else (1 - a ** (k + 1)) / (1 - a),
+                lambda a, k: torch.tensor([a**i for i in range(k + 1)], dtype=torch.float32).sum(),
+                lambda a, k: np.polyval(np.ones(k + 1), a),
+                lambda a, k: round(_round(a, k), 8),
+            ],
+            {
+                "target's own token is missing": lambda a, k: _round(a, k) - 1,
+                "not alpha": lambda a, k: k * a + 1,
+                "chance that all k are kept": lambda a, k: a**k,
+                "INFINITE series": lambda a, k: 1 / (1 - a),
+                "stops one proposal early": lambda a, k: _round(a, k - 1),
+                "one proposal too far": lambda a, k: _round(a, k + 1),
+                "singular point": lambda a, k: (1 - a ** (k + 1)) / (1 - a),
+                "most a round can emit": lambda a, k: k + 1,
+            },
+        ),
+    },
+    "12": {
+        ex12.check_mlp_cut: (
+            [
+                {"W_fc": "columns", "W_proj": "rows"},
+                {"W_fc": "Columns ", "W_proj": "ROWS"},
+                {"W_fc": "column", "W_proj": "row"},
+                {"W_proj": "rows", "W_fc": "cols"},
+            ],
+            {
+                "GELU(a + b)": {"W_fc": "rows", "W_proj": "columns"},
+                "all-gather": {"W_fc": "columns", "W_proj": "columns"},
+                "partial sums": {"W_fc": "rows", "W_proj": "rows"},
+            },
+        ),
+        ex12.check_tp_bytes: (
+            [
+                lambda L, B, N, d, nb: 2 * L * B * N * d * nb,
+                lambda L, B, N, d, nb: np.int64(2) * L * B * N * d * nb,
+                lambda L, B, N, d, nb: float(2 * L * B * N * d * nb),
+                lambda L, B, N, d, nb: torch.tensor(2 * L * B * N * d * nb),
+            ],
+            {
+                "half of it": lambda L, B, N, d, nb: L * B * N * d * nb,
+                "batch B is missing": lambda L, B, N, d, nb: 2 * L * N * d * nb,
+                "N positions are missing": lambda L, B, N, d, nb: 2 * L * B * d * nb,
+                "hidden width": lambda L, B, N, d, nb: 8 * L * B * N * d * nb,
+                "that is bits": lambda L, B, N, d, nb: 16 * L * B * N * d * nb,
+                "counts numbers": lambda L, B, N, d, nb: 2 * L * B * N * d,
+                "multiply by n_layer": lambda L, B, N, d, nb: 2 * B * N * d * nb,
+                "ring all-reduce": lambda L, B, N, d, nb: 4 * L * B * N * d * nb,
+            },
+        ),
+        ex12.check_bubble: (
+            [
+                lambda p, m: (p - 1) / (m + p - 1),
+                lambda p, m: round((p - 1) / (m + p - 1), 4),
+                lambda p, m: np.float32(p - 1) / np.float32(m + p - 1),
+                lambda p, m: torch.tensor((p - 1) / (m + p - 1)),
+                lambda p, m: 1 - m / (m + p - 1),
+            ],
+            {
+                "idle slots with the busy ones": lambda p, m: (p - 1) / m,
+                "leaves out the micro-batches": lambda p, m: (p - 1) / p,
+                "grows with the number of stages": lambda p, m: 1 / m,
+                "busy share": lambda p, m: m / (m + p - 1),
+                "percentage": lambda p, m: 100 * (p - 1) / (m + p - 1),
+                "off-by-one in the slots": lambda p, m: (p - 1) / (m + p),
+                "swapped": lambda p, m: (m - 1) / (m + p - 1),
+            },
+        ),
+    },
+    "03": {
+        ex03.check_attention_weights: (
+            [
+                _weights,
+                lambda q, k: _weights(q.double(), k.double()),
+                lambda q, k: _weights(q, k).numpy(),
+                lambda q, k: torch.nn.functional.scaled_dot_product_attention(
+                    q, k, torch.eye(q.size(0)), is_causal=True
+                ),
+            ],
+            {
+                "hides each token from ITSELF": lambda q, k: torch.softmax(
+                    (q @ k.T / math.sqrt(q.size(-1))).masked_fill(
+                        ~torch.ones(q.size(0), q.size(0)).bool().tril(-1), -math.inf
+                    ),
+                    -1,
+                ),
+                "transposed": lambda q, k: torch.softmax(
+                    (q @ k.T / math.sqrt(q.size(-1))).masked_fill(
+                        ~torch.ones(q.size(0), q.size(0)).bool().triu(), -math.inf
+                    ),
+                    -1,
+                ),
+                "scale is missing": lambda q, k: _weights(q * q.size(-1) ** 0.25, k * 16**0.25),
+            },
+        ),
+    },
+    "05": {
+        ex05.check_softmax: (
+            [
+                lambda x: torch.softmax(x, -1),
+                lambda x: (x - torch.logsumexp(x, -1, keepdim=True)).exp(),
+                lambda x: torch.softmax(x.double(), -1),
+                lambda x: torch.softmax(x, -1).numpy(),
+            ],
+            {
+                "log-probabilities": lambda x: torch.log_softmax(x, -1),
+                "wrong dimension": lambda x: torch.softmax(x, 0),
+                "exp overflowed": lambda x: x.exp() / x.exp().sum(-1, keepdim=True),
+            },
+        ),
+    },
+    "06": {
+        ex06.check_temperature: (
+            [
+                lambda x, t: torch.softmax(x / t, -1),
+                lambda x, t: torch.softmax(x.double() / t, -1),
+                lambda x, t: torch.softmax(x / t, -1).numpy(),
+                lambda x, t: torch.softmax(x / t, -1).tolist(),
+                lambda x, t: (
+                    torch.softmax(x, -1) ** (1 / t) / (torch.softmax(x, -1) ** (1 / t)).sum()
+                ),
+            ],
+            {
+                "AFTER the softmax": lambda x, t: torch.softmax(x, -1) / t,
+                "T = 1 distribution": lambda x, t: torch.softmax(x, -1),
+                "MULTIPLIED by T": lambda x, t: torch.softmax(x * t, -1),
+                "scaled logits": lambda x, t: x / t,
+                "log-probabilities": lambda x, t: torch.log_softmax(x / t, -1),
+                "not normalised": lambda x, t: torch.softmax(x, -1) ** (1 / t),
+            },
+        ),
+    },
+    "07": {
+        ex07.check_kv_bytes: (
+            [
+                lambda c, nb: 2 * c.n_layer * c.n_embd * nb,
+                lambda c, nb: np.int64(2 * c.n_layer * c.n_embd * nb),
+                lambda c, nb: 2.0 * c.n_layer * c.n_head * c.d_head * nb,
+                lambda c, nb: torch.tensor(2 * c.n_layer * c.n_embd * nb),
+            ],
+            {
+                "half the answer": lambda c, nb: c.n_layer * c.n_embd * nb,
+                "query is not cached": lambda c, nb: 3 * c.n_layer * c.n_embd * nb,
+                "d_head is one head": lambda c, nb: 2 * c.n_layer * c.d_head * nb,
+                "n_head counts heads": lambda c, nb: 2 * c.n_layer * c.n_head * nb,
+                "counts numbers, not bytes": lambda c, nb: 2 * c.n_layer * c.n_embd,
+                "that is bits": lambda c, nb: 16 * c.n_layer * c.n_embd * nb,
+                "multiply by n_layer": lambda c, nb: 2 * c.n_embd * nb,
+                "full context": lambda c, nb: 2 * c.n_layer * c.n_embd * nb * c.block_size,
+                "MLP's hidden width": lambda c, nb: 8 * c.n_layer * c.n_embd * nb,
+            },
+        ),
+        ex07.check_window: (
+            [
+                lambda ids, b: ids[-b:],
+                lambda ids, b: torch.tensor(ids)[-b:],
+                lambda ids, b: np.array(ids)[-b:],
+                lambda ids, b: tuple(ids[max(0, len(ids) - b) :]),
+                lambda ids, b: torch.tensor([ids])[:, -b:],
+            ],
+            {
+                "OLDEST": lambda ids, b: ids[:b],
+                "nothing was cropped": lambda ids, b: ids,
+                "one token short": lambda ids, b: ids[-(b - 1) :],
+                "one token too many": lambda ids, b: ids[-(b + 1) :],
+                "drops the FIRST": lambda ids, b: ids[b:],
+            },
+        ),
+    },
+}
+
+# the answers of a function checker that must fail in one line, without an exception
+HOSTILE_RETURNS = [
+    "0.5",
+    b"1",
+    True,
+    None,
+    float("nan"),
+    float("inf"),
+    1 + 2j,
+    object(),
+    {"a": 1},
+    [[1, 2], [3]],
+    [[[]]],
+    torch.tensor([]),
+    torch.tensor([True, False]),
+    np.array(["a", "b"]),
+]
+
+
+def _raises_name_error(*args):
+    return undefined_name  # noqa: F821 (a typo, as a learner makes it)
+
+
+HOSTILE_FUNCTIONS = [lambda *a, r=r: r for r in HOSTILE_RETURNS] + [
+    lambda *a: 1 / 0,
+    _raises_name_error,
+    lambda *a: [].pop(),
+    lambda *a: int("x"),
+    lambda: 1,  # the wrong number of arguments
+]
+HOSTILE_VALUES = [
+    "37",
+    True,
+    None,
+    [37],
+    float("nan"),
+    37.5,
+    1j,
+    object(),
+    {"W_fc": 1},
+    np.array([1, 2]),
+]
+
+
+def _is_function_checker(check) -> bool:
+    return check not in (ex10.check_cache_outweighs, ex12.check_mlp_cut)
+
+
+def _hostile(check):
+    if _is_function_checker(check):
+        return HOSTILE_FUNCTIONS + ["nope", 5, HOSTILE_VALUES[0]]
+    return [a for a in HOSTILE_VALUES if a is not None]
+
+
+CHECKERS = [(nb, check) for nb, table in EXERCISES.items() for check in table]
+
+
+def _id(x):
+    return f"{x[0]}-{x[1].__name__}"
+
+
+@pytest.mark.parametrize("nb_check", CHECKERS, ids=_id)
+def test_correct_forms_pass(nb_check, capsys):
+    nb, check = nb_check
+    for i, answer in enumerate(EXERCISES[nb][check][0]):
+        ok, out = run(check, answer, capsys)
+        assert ok and out.startswith("PASS"), (i, out)
+
+
+@pytest.mark.parametrize("nb_check", CHECKERS, ids=_id)
+def test_every_recognised_mistake_is_named(nb_check, capsys):
+    nb, check = nb_check
+    for words, answer in EXERCISES[nb][check][1].items():
+        ok, out = run(check, answer, capsys)
+        assert ok is False and out.startswith("FAIL") and words in out, (words, out)
+
+
+@pytest.mark.parametrize("nb_check", CHECKERS, ids=_id)
+def test_hostile_inputs_fail_in_one_line(nb_check, capsys):
+    nb, check = nb_check
+    for i, answer in enumerate(_hostile(check)):
+        ok, out = run(check, answer, capsys)
+        assert ok is False, (i, out)
+        assert out.startswith("FAIL") and out.count("\n") == 1, (i, out)
+        assert "Traceback" not in out and len(out) < 1200, (i, out)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [ex10.check_blocks_needed, ex11.check_accept_probability, ex11.check_tokens_per_round,
+     ex12.check_tp_bytes, ex12.check_bubble, ex07.check_kv_bytes, ex07.check_window,
+     ex06.check_temperature, ex10.check_positions],
+    ids=lambda c: c.__name__,
+)  # fmt: skip
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.one_of(
+    st.text(max_size=5), st.booleans(), st.none(), st.floats(allow_nan=True),
+    st.lists(st.one_of(st.floats(), st.text(max_size=2)), max_size=4), st.complex_numbers(),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+))  # fmt: skip
+def test_hostile_returns_generated(check, value, capsys):
+    """Whatever a learner's function returns, the checker prints one line and does not raise."""
+    capsys.readouterr()
+    ok = check(lambda *a: value)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.split()[0] in ("PASS", "FAIL")
+    assert ok is (out.startswith("PASS"))
+
+
+# --- two mistakes that coincide on one input are told apart ---
+
+
+def test_coinciding_mistakes_are_told_apart(capsys):
+    # on n_layer=5, B=2 both "one all-reduce per block" and "B forgotten" give half the answer
+    half, no_b = (
+        EXERCISES["12"][ex12.check_tp_bytes][1]["half of it"],
+        (lambda L, B, N, d, nb: 2 * L * N * d * nb),
+    )
+    assert half(5, 2, 16, 256, 4) == no_b(5, 2, 16, 256, 4)
+    assert "one all-reduce per block" in run(ex12.check_tp_bytes, half, capsys)[1]
+    out = run(ex12.check_tp_bytes, no_b, capsys)[1]
+    assert "batch B is missing" in out and "one all-reduce per block" not in out
+    # bits and the 4d hidden width with two all-reduces both multiply one case by 8 (n_b = 1)...
+    bits = lambda L, B, N, d, nb: 8 * 2 * L * B * N * d * nb  # noqa: E731
+    out = run(ex12.check_tp_bytes, bits, capsys)[1]
+    assert "that is bits" in out and "hidden width" not in out
+    # at alpha = 0.5, k = 1: k * alpha, alpha^k and "no target token" all give 0.5
+    for fn, words in [
+        (lambda a, k: k * a, "its chance is alpha^i"),
+        (lambda a, k: a**k, "chance that all k are kept"),
+        (lambda a, k: _round(a, k) - 1, "target's own token is missing"),
+    ]:
+        assert fn(0.5, 1) == 0.5
+        assert words in run(ex11.check_tokens_per_round, fn, capsys)[1]
+    # KV cache: in gpt2 n_layer == n_head, so "n_head" and "n_layer" mistakes coincide there
+    out = run(ex07.check_kv_bytes, lambda c, nb: 2 * c.n_layer * c.n_head * nb, capsys)[1]
+    assert "n_head counts heads" in out
+    # a mask hiding the token from itself is not "rows do not sum to 1"
+    strict = EXERCISES["03"][ex03.check_attention_weights][1]["hides each token from ITSELF"]
+    out = run(ex03.check_attention_weights, strict, capsys)[1]
+    assert "ITSELF" in out and "rows do not sum" not in out
+
+
+def test_an_answer_matching_a_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # floor division on the first case only, right elsewhere: no "rounded down" diagnosis
+    def sometimes(n, b):
+        return n // b if (n, b) == (17, 16) else -(-n // b)
+
+    out = run(ex10.check_blocks_needed, sometimes, capsys)[1]
+    assert "rounded down" not in out and "expected 2, got 1" in out, out
+
+
+def test_mistake_formulas_differ_on_the_cases():
+    """Within each checker, the right formula and every recognised mistake disagree with each other
+    on at least one case: no diagnosis can be a coincidence."""
+    tables = [
+        (ex10._BLOCK_CASES, ex10._blocks_right, ex10._BLOCK_MISTAKES, lambda a, b: a == b),
+        (ex11._ACCEPT_CASES, lambda p, q: min(1.0, p / q), ex11._ACCEPT_MISTAKES,
+         ex11._close_fraction),
+        (ex11._ROUND_CASES, ex11.expected_tokens_per_round, ex11._ROUND_MISTAKES,
+         lambda a, b: math.isclose(a, b, rel_tol=1e-6)),
+        (ex12._TP_CASES, ex12._tp_right, ex12._TP_MISTAKES, lambda a, b: a == b),
+        (ex12._BUBBLE_CASES, ex12._bubble_right, ex12._BUBBLE_MISTAKES,
+         lambda a, b: math.isclose(a, b, abs_tol=1e-4)),
+        (ex07._KV_CASES, ex07._kv_right, ex07._KV_MISTAKES, lambda a, b: a == b),
+    ]  # fmt: skip
+
+    def values(f, cases):
+        out = []
+        for c in cases:
+            try:
+                out.append(f(*c.args))
+            except ArithmeticError:
+                out.append(None)
+        return out
+
+    for cases, right, mistakes, same in tables:
+        one_per_why = {m.why: m.formula for m in mistakes}  # two spellings of one mistake: one
+        formulas = [right, *one_per_why.values()]
+        vals = [values(f, cases) for f in formulas]
+        for i in range(len(vals)):
+            for j in range(i + 1, len(vals)):
+                assert any(
+                    a is None or b is None or not same(a, b)
+                    for a, b in zip(vals[i], vals[j], strict=True)
+                ), (right, i, j)
+
+
+# --- hints, typos, PASS, solution ---
+
+
+def _all_hints() -> list[Hints]:
+    for m in ("pipeline", "tokens", "embeddings", "attention", "decoder", "logits", "sampling",
+              "loop", "training", "gpt2", "serving", "faster", "parallel"):  # fmt: skip
+        importlib.import_module(f"nexttoken.exercises.{m}")
+    return [o for o in gc.get_objects() if isinstance(o, Hints)]
+
+
+def test_no_hint_stage_contains_an_answer():
+    hints = [h for h in _all_hints() if h.solution]
+    assert len(hints) >= 20
+    for h in hints:
+        assert h.solution in SOLUTIONS, h.name
+        for stage in h.stages:
+            for secret in SOLUTIONS[h.solution].secrets:
+                assert secret.lower() not in stage.lower(), (h.name, secret)
+        assert f"solution({h.solution!r})" in h.stages[-1]
+        assert all("solution(" not in s for s in h.stages[:-1])
+
+
+def test_no_fail_line_across_all_stages_contains_the_answer(capsys):
+    wrong = {
+        ex10.check_blocks_needed: lambda n, b: n // b,
+        ex10.check_cache_outweighs: 36,
+        ex11.check_tokens_per_round: lambda a, k: k * a,
+        ex12.check_tp_bytes: lambda L, B, N, d, nb: L * B * N * d * nb,
+        ex12.check_bubble: lambda p, m: (p - 1) / m,
+        ex07.check_kv_bytes: lambda c, nb: 2 * c.n_layer * c.n_embd,
+    }
+    keys = {ex10.check_blocks_needed: "blocks", ex10.check_cache_outweighs: "outweighs",
+            ex11.check_tokens_per_round: "tokens per round", ex12.check_tp_bytes: "tp bytes",
+            ex12.check_bubble: "bubble", ex07.check_kv_bytes: "kv bytes"}  # fmt: skip
+    for check, answer in wrong.items():
+        outs = "".join(run(check, answer, capsys)[1] for _ in range(4))
+        for secret in SOLUTIONS[keys[check]].secrets:
+            assert secret not in outs, (check.__name__, secret)
+
+
+def test_positions_never_prints_the_expected_matrix(capsys):
+    out = run(ex10.check_positions, lambda ls: [[0] * max(ls) for _ in ls], capsys)[1]
+    assert "[0, 0, 0, 1, 2]" not in out and "[[" not in out and "row 0" in out, out
+
+
+def test_a_typo_costs_no_hint_stage_and_a_pass_resets(capsys):
+    for _ in range(3):
+        out = run(ex10.check_blocks_needed, _raises_name_error, capsys)[1]
+        assert "NameError" in out and "Hint 1/3" in out, out
+    assert "Hint 1/3" in run(ex10.check_blocks_needed, lambda n, b: n // b, capsys)[1]
+    assert "Hint 2/3" in run(ex10.check_blocks_needed, lambda n, b: n // b, capsys)[1]
+    assert run(ex10.check_blocks_needed, lambda n, b: -(-n // b), capsys)[0]
+    assert "Hint 1/3" in run(ex10.check_blocks_needed, lambda n, b: n // b, capsys)[1]
+    # the same for a checker whose FAIL line has another name than its hints
+    for _ in range(2):
+        run(ex03.check_scale, 128, capsys)
+    assert run(ex03.check_scale, np.float32(math.sqrt(128)), capsys)[0]
+    assert "Hint 1/3" in run(ex03.check_scale, 128, capsys)[1]
+
+
+def test_singular_point_is_named_not_a_zero_division(capsys):
+    out = run(ex11.check_tokens_per_round, lambda a, k: (1 - a ** (k + 1)) / (1 - a), capsys)[1]
+    assert "alpha = 1" in out and "singular" in out and "raised" not in out, out
+    assert "(1 - alpha^(k+1))" not in out
+
+
+def test_solution_is_an_explicit_step(capsys):
+    solution("blocks")
+    out = capsys.readouterr().out
+    assert "-(-n_tokens // block_tokens)" in out and "10_many_requests_at_once_solutions" in out
+    with pytest.raises(ValueError, match="'blocks'"):
+        solution("no such exercise")
+    out = run(ex10.check_blocks_needed, lambda n, b: n // b, capsys)[1]
+    assert "solution(" not in out  # stage 1 of 3
+
+
+def test_strings_are_never_numbers(capsys):
+    assert not run(ex11.check_accept_probability, lambda p, q: str(min(1.0, p / q)), capsys)[0]
+    for bad in ("37", True, b"37", None):
+        assert as_number(bad)[0] is None
+    assert as_number(np.int64(37)) == (37, "")
+    assert as_count(torch.tensor(3.0)) == (3, "")
+    assert as_count(2.5)[0] is None and "fraction" in as_count(2.5)[1]
+    t, err = as_tensor([[1, 2], [3]])
+    assert t is None and err
+
+
+def test_counts(capsys):
+    """Per notebook: correct forms accepted / tried, mistakes named / tried, hostile handled / tried."""
+    rows = []
+    for nb, table in EXERCISES.items():
+        acc = tried_c = named = tried_m = handled = tried_h = 0
+        for check, (good, wrong) in table.items():
+            for a in good:
+                tried_c += 1
+                acc += bool(run(check, a, capsys)[0])
+            for words, a in wrong.items():
+                tried_m += 1
+                ok, out = run(check, a, capsys)
+                named += (not ok) and words in out
+            for a in _hostile(check):
+                tried_h += 1
+                ok, out = run(check, a, capsys)
+                handled += (not ok) and out.count("\n") == 1
+        rows.append((nb, acc, tried_c, named, tried_m, handled, tried_h))
+    with capsys.disabled():
+        print("\nnotebook  correct accepted/tried  mistakes named/tried  hostile handled/tried")
+        for nb, *c in rows:
+            print(f"{nb:>8}  {c[0]:>9}/{c[1]:<12}  {c[2]:>8}/{c[3]:<11}  {c[4]:>8}/{c[5]}")
+    assert all(r[1] == r[2] and r[3] == r[4] and r[5] == r[6] for r in rows), rows
+
+
+def test_allreduce_prediction_names_forward_and_backward(capsys):
+    out = run(lambda a: ex12.check_allreduce_count_prediction(a, 192), 384, capsys)[1]
+    assert "forward AND the backward" in out
+    assert run(lambda a: ex12.check_allreduce_count_prediction(a, 192), np.int64(192), capsys)[0]
+    out = run(lambda a: ex12.check_allreduce_count_prediction(a, 192), "192", capsys)[1]
+    assert out.startswith("FAIL") and "got str" in out
