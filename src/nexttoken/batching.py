@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import torch
 
 from .generate import _check_stop_token, check_max_new_tokens
-from .model import GPT
+from .model import GPT, GPTConfig
+from .paged import _check_int, _check_positive_int, check_memory
 from .sampling import check_generator, check_sampling_args, sample
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "check_prompts",
     "generate_batch",
     "column_major_weights",
+    "batch_memory",
 ]
 
 
@@ -64,8 +66,11 @@ class PaddedBatch:
         return ((causal & self.valid[:, None, :]) | eye)[:, None]
 
 
-def check_prompts(prompts: object, vocab_size: int) -> list[list[int]]:
-    """``prompts`` as a list of non-empty lists of ints in ``[0, vocab_size)``, or a clear error."""
+def check_prompts(prompts: object, vocab_size: int | None) -> list[list[int]]:
+    """``prompts`` as a list of non-empty lists of ints in ``[0, vocab_size)`` (``vocab_size``
+    None: any id ``>= 0``), or a clear error."""
+    if vocab_size is not None:
+        _check_positive_int("vocab_size", vocab_size)
     if isinstance(prompts, torch.Tensor) or not isinstance(prompts, (list, tuple)):
         raise TypeError(
             f"prompts must be a list of prompts (each a list of token ids), got "
@@ -85,18 +90,21 @@ def check_prompts(prompts: object, vocab_size: int) -> list[list[int]]:
             raise TypeError(f"prompt {i} must be a list of token ids (ints)")
         if not p:
             raise ValueError(f"prompt {i} is empty: every prompt needs at least one token")
-        bad = [t for t in p if not 0 <= t < vocab_size]
+        bad = [t for t in p if t < 0 or (vocab_size is not None and t >= vocab_size)]
         if bad:
+            allowed = ">= 0" if vocab_size is None else f"in [0, {vocab_size - 1}]"
             raise ValueError(
-                f"prompt {i}: token id {bad[0]} is out of range: ids must be in "
-                f"[0, {vocab_size - 1}]"
+                f"prompt {i}: token id {bad[0]} is out of range: ids must be {allowed}"
             )
         out.append(list(p))
     return out
 
 
 def padded_batch(prompts: Sequence[Sequence[int]], *, pad_id: int = 0, device=None) -> PaddedBatch:
-    """Left-pad ``prompts`` (lists of ids of any lengths) into a :class:`PaddedBatch`."""
+    """Left-pad ``prompts`` (non-empty lists of ids ``>= 0``, of any lengths) into a
+    :class:`PaddedBatch`; ``pad_id`` (an id ``>= 0``) fills the padding columns."""
+    prompts = check_prompts(prompts, None)
+    _check_int("pad_id", pad_id, 0)
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     L = int(lengths.max())
     ids = torch.full((len(prompts), L), pad_id, dtype=torch.long, device=device)
@@ -150,8 +158,15 @@ def generate_batch(
         )
     if max_new_tokens == 0:
         return [list(p) for p in prompts]
-
     device = model.device
+    check_memory(
+        batch_memory(cfg, len(prompts), longest, max_new_tokens, model.transformer.wte.weight),
+        device,
+        f"a batch of {len(prompts)} prompts (the longest {longest} tokens) + {max_new_tokens} new "
+        f"tokens (its KV cache and the prefill's activations)",
+        "Split the prompts into smaller batches.",
+    )
+
     was_training = model.training
     model.eval()
     try:
@@ -201,6 +216,19 @@ def generate_batch(
             row = row[: row.index(stop_token) + 1]
         out.append(p + row)
     return out
+
+
+def batch_memory(
+    config: GPTConfig, batch_size: int, longest: int, max_new_tokens: int, weight: torch.Tensor
+) -> int:
+    """About the bytes :func:`generate_batch` allocates for ``batch_size`` prompts: the KV cache
+    ``2 L B H T d_head`` numbers of the weights' dtype (``T = longest + max_new_tokens``), and
+    the prefill's largest activations in float32 (the MLP's ``4 d`` per position, each head's
+    ``L_max x L_max`` scores with the padding mask, one row of logits per prompt)."""
+    c, B, L = config, batch_size, longest
+    T = L + max_new_tokens
+    kv = 2 * c.n_layer * B * T * c.n_embd * weight.element_size()
+    return kv + 4 * B * (L * 8 * c.n_embd + c.n_head * L * L + c.vocab_size)
 
 
 def column_major_weights(model: GPT) -> GPT:

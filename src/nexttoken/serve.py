@@ -23,6 +23,11 @@ One :meth:`Engine.step`:
 Each request's tokens are sampled by :func:`nexttoken.sampling.sample` with its own settings and
 generator, from logits of its own row: greedy output equals ``generate(model, prompt, ...)`` alone,
 whatever else shares the batch (the tests check it with requests arriving at random steps).
+
+A server runs for a long time: request ids count up and are never reused, :meth:`Engine.pop_results`
+hands over the finished requests and forgets them, and ``history`` keeps the last ``keep_history``
+steps only. A step that fails half-way (an interrupted forward pass) loses no request: the next
+step retires what finished and prefills what was admitted but not yet prefilled.
 """
 
 from __future__ import annotations
@@ -37,7 +42,14 @@ import torch
 from .batching import check_prompts
 from .generate import _check_stop_token, check_max_new_tokens
 from .model import GPT
-from .paged import PagedKVCache, _check_positive_int, blocks_for
+from .paged import (
+    PagedKVCache,
+    _check_int,
+    _check_positive_int,
+    blocks_for,
+    check_memory,
+    pool_bytes,
+)
 from .sampling import check_generator, check_sampling_args, sample
 
 __all__ = ["Engine", "Request"]
@@ -91,8 +103,12 @@ class Engine:
     - ``clock``: the function that stamps ``arrival_time`` / ``finish_time`` (default
       ``time.perf_counter``; a benchmark on a shared machine may pass ``time.process_time``).
 
-    ``history`` holds, for every step, the request in each slot (None when idle) and the pool's
-    block owners: the notebook draws them.
+    ``history`` holds, for each of the last ``keep_history`` steps (default 10,000; 0 keeps none),
+    the ``step``, the request in each slot (None when idle) and the pool's block owners: the
+    notebook draws them.
+
+    ``requests`` maps the id of every request not yet popped to its :class:`Request`; ids count up
+    from 0 and are never reused, even when a finished request is dropped from ``requests``.
     """
 
     def __init__(
@@ -104,23 +120,54 @@ class Engine:
         block_tokens: int,
         static: bool = False,
         clock: Callable[[], float] = time.perf_counter,
+        keep_history: int = 10_000,
     ) -> None:
         if not isinstance(model, GPT):
             raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
         self.model = model
         self.max_batch = _check_positive_int("max_batch", max_batch)
+        _check_positive_int("num_blocks", num_blocks)
+        _check_positive_int("block_tokens", block_tokens)
+        if max_batch > num_blocks:
+            raise ValueError(
+                f"max_batch ({max_batch}) must be <= num_blocks ({num_blocks}): each running "
+                f"request holds at least one block, so at most {num_blocks} can run at once"
+            )
         if not isinstance(static, bool):
             raise TypeError(f"static must be True or False, got {static!r}")
         self.static = static
         if not callable(clock):
             raise TypeError(f"clock must be a function returning seconds, got {clock!r}")
         self.clock = clock
+        self.keep_history = _check_int("keep_history", keep_history, 0)
+        self._check_memory(num_blocks, block_tokens)
         self.cache = PagedKVCache.for_model(model, num_blocks, block_tokens)
         self.requests: dict[int, Request] = {}
         self.waiting: deque[Request] = deque()
         self.slots: list[Request | None] = [None] * max_batch
         self.steps = 0
         self.history: list[dict] = []
+        self._next_id = 0
+
+    def _check_memory(self, num_blocks: int, block_tokens: int) -> None:
+        """Refuse (with the numbers) an engine whose pool and largest step do not fit the device.
+
+        A step at full batch gathers every request's keys and values, ``(B, H, T, d_head)`` for one
+        layer at a time (about twice that with the attention kernel's copies), and projects ``B``
+        rows to the vocabulary; a prefill scores ``T x T`` pairs per head."""
+        cfg, w = self.model.config, self.model.transformer.wte.weight
+        item = w.element_size()
+        T = min(cfg.block_size, num_blocks * block_tokens)
+        B = self.max_batch
+        step = 4 * B * T * cfg.n_embd * item + 4 * B * cfg.vocab_size + 4 * cfg.n_head * T * T
+        pool = pool_bytes(cfg, num_blocks, block_tokens, w.dtype)
+        check_memory(
+            pool + step,
+            w.device,
+            f"an engine with max_batch={B}, num_blocks={num_blocks} and block_tokens="
+            f"{block_tokens} (its KV pool {pool:,} bytes, a step's keys, values and logits)",
+            "Use a smaller pool or batch.",
+        )
 
     # --- requests ----------------------------------------------------------------------------
     def add_request(
@@ -154,11 +201,20 @@ class Engine:
                 f"this request needs {need} blocks of {self.cache.block_tokens} tokens, the whole "
                 f"pool has {self.cache.num_blocks}: it could never run"
             )
-        rid = len(self.requests)
+        if generator is not None and generator.device.type != self.model.device.type:
+            raise ValueError(
+                f"generator must be on the model's device ({self.model.device.type}), got one "
+                f"on {generator.device.type}"
+            )
+        now = self.clock()
+        if isinstance(now, bool) or not isinstance(now, (int, float)):
+            raise TypeError(f"clock must return a number of seconds, it returned {now!r}")
+        rid = self._next_id
         req = Request(
             rid, prompt, max_new_tokens, temperature, top_k, top_p, generator, stop_token,
-            tokens=list(prompt), arrival_step=self.steps, arrival_time=self.clock(),
+            tokens=list(prompt), arrival_step=self.steps, arrival_time=now,
         )  # fmt: skip
+        self._next_id += 1
         self.requests[rid] = req
         if max_new_tokens == 0:  # nothing to compute: generate returns the prompt
             self._finish(req)
@@ -198,13 +254,19 @@ class Engine:
         """One pass of ``ids`` ``(B, N)`` for ``reqs`` through the paged cache; append one token
         to each request, sampled from its own row with its own settings."""
         view = self.cache.batch([r.id for r in reqs], ids.size(1))
-        out = self.model.run(
-            ids, cache=view, positions=view.positions, attn_mask=view.mask, last_only=True
-        )
-        logits = out.logits[:, -1, :]  # (B, V)
-        for b, r in enumerate(reqs):
-            nxt = sample(logits[b : b + 1], r.temperature, r.top_k, r.top_p, r.generator)
-            r.tokens.append(int(nxt))
+        logits = view.run(self.model, ids, last_only=True).logits[:, -1, :]  # (B, V)
+        new = [
+            int(sample(logits[b : b + 1], r.temperature, r.top_k, r.top_p, r.generator))
+            for b, r in enumerate(reqs)
+        ]
+        for r, token in zip(reqs, new, strict=True):
+            r.tokens.append(token)
+
+    def _rewind(self, req: Request, n_tokens: int) -> None:
+        """Make ``req``'s cache hold ``n_tokens`` tokens before its next pass: a pass that failed
+        after writing may have left it ahead of ``req.tokens``."""
+        if self.cache.lengths[req.id] != n_tokens:
+            self.cache.truncate(req.id, n_tokens)
 
     def _finish(self, req: Request) -> None:
         if req.slot is not None:
@@ -216,39 +278,55 @@ class Engine:
         """One step: admit, decode every running request by one token, prefill the new ones,
         retire the finished. Returns ``{request id: token generated in this step}``."""
         device = self.model.device
+        for r in self.running:  # finished in a step that failed afterwards
+            if r.done():
+                self._finish(r)
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                decoding = self.running
-                admitted = self._admit()
+                decoding = [r for r in self.running if r.n_new > 0]
+                self._admit()
+                prefill = [r for r in self.running if r.n_new == 0]  # also any a failure left
                 self.steps += 1
                 if decoding:
+                    for r in decoding:
+                        self._rewind(r, len(r.tokens) - 1)
                     last = torch.tensor([[r.tokens[-1]] for r in decoding], device=device)
                     self._forward(decoding, last)
-                for r in admitted:
+                for r in prefill:
+                    self._rewind(r, 0)
                     self._forward([r], torch.tensor([r.prompt], device=device))
         finally:
             self.model.train(was_training)
-        self.history.append(
-            {
-                "slots": [None if r is None else r.id for r in self.slots],
-                "blocks": self.cache.owner_map(),
-            }
-        )
-        produced = {r.id: r.tokens[-1] for r in decoding + admitted}
-        for r in decoding + admitted:
+        if self.keep_history:
+            self.history.append(
+                {
+                    "step": self.steps,
+                    "slots": [None if r is None else r.id for r in self.slots],
+                    "blocks": self.cache.owner_map(),
+                }
+            )
+            del self.history[: max(0, len(self.history) - self.keep_history)]
+        produced = {r.id: r.tokens[-1] for r in decoding + prefill}
+        for r in decoding + prefill:
             if r.done():
                 self._finish(r)
         return produced
 
     def run(self) -> dict[int, list[int]]:
         """Step until no request waits or runs; returns ``{id: prompt + continuation}`` for every
-        request added so far."""
+        request added so far and not popped (:meth:`pop_results`)."""
         while self.has_work():
             self.step()
         return self.results()
 
     def results(self) -> dict[int, list[int]]:
-        """``{id: tokens}`` of the finished requests."""
+        """``{id: tokens}`` of the finished requests (those not popped yet)."""
         return {i: list(r.tokens) for i, r in self.requests.items() if r.state == "finished"}
+
+    def pop_results(self) -> dict[int, list[int]]:
+        """``{id: tokens}`` of the finished requests, which the engine then forgets: a long-running
+        server calls it to keep its memory bounded (ids are never reused)."""
+        done = [i for i, r in self.requests.items() if r.state == "finished"]
+        return {i: self.requests.pop(i).tokens for i in done}

@@ -31,6 +31,7 @@ accept different numbers of tokens.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -110,8 +111,10 @@ def expected_tokens_per_round(alpha: float, k: int) -> float:
     """Tokens one round emits on average if each proposal is kept with probability ``alpha``
     independently: ``1 + alpha + ... + alpha^k = (1 - alpha^(k+1)) / (1 - alpha)`` (Leviathan et al.
     2023, eq. 1)."""
+    alpha = _number("alpha", alpha)
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    _count("k", k)
     return float(k + 1) if alpha == 1 else (1 - alpha ** (k + 1)) / (1 - alpha)
 
 
@@ -121,12 +124,51 @@ def predicted_tokens_per_s(
     """The cost model: a round costs ``k`` draft steps, one target pass over ``k + 1`` tokens
     (``verify_s``) and a little bookkeeping (``overhead_s``), and emits ``tokens_per_round``
     tokens (:func:`expected_tokens_per_round`, or measured). Plain decoding is ``1 / step``;
-    speculative decoding wins when ``tokens_per_round * step > k * draft_step + verify``."""
+    speculative decoding wins when ``tokens_per_round * step > k * draft_step + verify``.
+
+    Times in seconds: ``verify_s > 0``, ``draft_step_s`` and ``overhead_s >= 0``; ``k`` an int
+    ``>= 0``; ``tokens_per_round`` in ``[1, k + 1]`` (a round emits at least the target's token)."""
+    _count("k", k)
+    verify_s = _number("verify_s", verify_s)
+    if not verify_s > 0:
+        raise ValueError(f"verify_s must be > 0 (seconds), got {verify_s}")
+    for name, value in (("draft_step_s", draft_step_s), ("overhead_s", overhead_s)):
+        if not _number(name, value) >= 0:
+            raise ValueError(f"{name} must be >= 0 (seconds), got {value}")
+    if not 1 <= _number("tokens_per_round", tokens_per_round) <= k + 1:
+        raise ValueError(f"tokens_per_round must be in [1, {k + 1}], got {tokens_per_round}")
     return tokens_per_round / (k * draft_step_s + verify_s + overhead_s)
+
+
+def _number(name: str, value: object) -> float:
+    """``value`` as a finite float, or a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _distribution(name: str, t: object) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor) or t.dim() != 1 or not t.is_floating_point():
+        raise TypeError(f"{name} must be a 1-D float tensor (a distribution over the vocabulary)")
+    return t
 
 
 def rollback(cache: KVCache, length: int) -> None:
     """Forget every position of ``cache`` from ``length`` on (their slots get overwritten later)."""
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cache must be a nexttoken KVCache, got {type(cache).__name__}")
+    if isinstance(length, bool) or not isinstance(length, int):
+        raise TypeError(f"length must be an int, got {type(length).__name__}")
     if not 0 <= length <= cache.length:
         raise ValueError(f"can only roll back to a length in [0, {cache.length}], got {length}")
     cache.length = length
@@ -137,6 +179,7 @@ def residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
     If ``p - q`` has no positive mass (only possible by rounding when ``p == q``), returns ``p``.
     """
+    _check_pair(p, q)
     r = (p - q).clamp(min=0)
     total = r.sum()
     return r / total if float(total) > 0 else p
@@ -154,10 +197,26 @@ def accept_or_resample(
     with probability ``min(1, p(x) / q(x))``; otherwise draws a replacement from
     :func:`residual`. Returns ``(kept, token)``.
     """
+    _check_pair(p, q)
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise TypeError(f"x must be a token id (an int), got {type(x).__name__}")
+    if not 0 <= x < p.numel():
+        raise ValueError(f"x must be a token id in [0, {p.numel() - 1}], got {x}")
+    check_generator(generator)
     u = float(torch.rand((), generator=generator, dtype=torch.float64))
     if u * float(q[x]) < float(p[x]):  # u < p(x)/q(x), without dividing
         return True, x
     return False, int(torch.multinomial(residual(p, q), 1, generator=generator))
+
+
+def _check_pair(p: object, q: object) -> None:
+    _distribution("p", p)
+    _distribution("q", q)
+    if p.shape != q.shape:
+        raise ValueError(
+            f"p and q must have the same shape (one probability per token), got "
+            f"{tuple(p.shape)} and {tuple(q.shape)}"
+        )
 
 
 def _check_models(target: object, draft: object) -> None:
@@ -168,6 +227,11 @@ def _check_models(target: object, draft: object) -> None:
         raise ValueError(
             f"target and draft must share one encoding: vocab sizes {target.config.vocab_size} "
             f"and {draft.config.vocab_size} differ"
+        )
+    if draft.device != target.device:
+        raise ValueError(
+            f"the draft is on {draft.device}, the target on {target.device}: both models must be "
+            f"on one device"
         )
 
 
@@ -206,7 +270,9 @@ def speculative_generate(
             "rows of a batch would accept different numbers of tokens"
         )
     check_max_new_tokens(max_new_tokens)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k (draft tokens per round) must be an int >= 1, got {k!r}")
+    if k < 1:
         raise ValueError(f"k (draft tokens per round) must be an int >= 1, got {k!r}")
     check_sampling_args(cfg.vocab_size, temperature, top_k, top_p)
     check_generator(generator)
