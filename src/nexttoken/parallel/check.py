@@ -34,11 +34,15 @@ from .tensor import tensor_parallel
 
 __all__ = [
     "EXTRA_CONFIGS",
+    "RUNTIME_BYTES",
+    "WorkerSetupError",
     "build_model",
     "config_by_name",
     "init_from_env",
     "make_groups",
+    "rank_memory",
     "run_check",
+    "worker_env",
 ]
 
 #: The number formats the check runs in (float64 shows that the only difference is rounding).
@@ -74,17 +78,156 @@ def build_model(name: str, seed: int = 0) -> GPT:
     return GPT(config).eval()
 
 
-def init_from_env(timeout_s: float) -> tuple[int, int]:
-    """``init_process_group("gloo")`` from ``RANK`` / ``WORLD_SIZE`` (torchrun's, or the launcher's)."""
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    dist.init_process_group(
-        os.environ.get("NEXTTOKEN_BACKEND", "gloo"),  # "nccl" on GPUs (then move the model there)
-        init_method=os.environ.get("NEXTTOKEN_INIT_METHOD", "env://"),
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
+#: Memory one rank uses before it holds any model: Python, torch, gloo (peak RSS measured at
+#: 0.33 GB on Linux x86-64, torch 2.13, rounded up).
+RUNTIME_BYTES = 400 * 10**6
+
+#: The process-group backends a worker accepts (``NEXTTOKEN_BACKEND``).
+BACKENDS = ("gloo", "nccl")
+
+
+def _param_counts(c: GPTConfig, tp: int, pp: int) -> tuple[int, int]:
+    """Parameters of the full model, and of one rank's part (the largest stage's blocks, cut ``tp``
+    ways, plus the replicated embeddings and final LayerNorm)."""
+    embeddings = c.vocab_size * c.n_embd + c.block_size * c.n_embd + 2 * c.n_embd
+    block = 12 * c.n_embd * c.n_embd + 13 * c.n_embd
+    blocks_per_stage = -(-c.n_layer // pp)
+    return embeddings + c.n_layer * block, embeddings + blocks_per_stage * block // tp
+
+
+def rank_memory(
+    config: GPTConfig,
+    tp: int,
+    pp: int,
+    *,
+    batch: int,
+    tokens: int,
+    new_tokens: int,
+    dtype: str = "float32",
+) -> dict[str, int]:
+    """About how many bytes one rank of :func:`run_check` needs (an estimate, before any process).
+
+    Every rank builds the full model (``P`` parameters) and copies its part out of it; in float32
+    it also runs a float64 copy of the full model as the yardstick of "exact" (8 bytes a
+    parameter). Caches: the full model's and the part's, ``2 L' B (tokens + new_tokens) d / T``
+    numbers for ``L'`` blocks. Activations: the logits ``(B, tokens, V)`` kept twice in ``dtype``
+    and, in float32, three times in float64 (the yardstick and the differences); plus one block's
+    temporaries in a forward pass, ``13 d + 2 H N`` numbers a position (q, k, v, the attention
+    scores and weights, the MLP's ``4 d`` before and after GELU, ...). ``runtime``:
+    :data:`RUNTIME_BYTES`. Returns those four and their ``total``.
+    """
+    check_split(config, tp, pp)
+    c, nb = config, DTYPES[dtype].itemsize
+    full, part = _param_counts(c, tp, pp)
+    exact = dtype == "float32"  # the float64 yardstick
+    weights = nb * (full + part) + (8 * full if exact else 0)
+    positions = batch * (tokens + new_tokens)
+    kv = nb * 2 * positions * c.n_embd * c.n_layer
+    kv += nb * 2 * positions * c.n_embd * -(-c.n_layer // pp) // tp
+    logits = batch * tokens * c.vocab_size * (2 * nb + (24 if exact else 0))
+    per_block = batch * tokens * (13 * c.n_embd + 2 * c.n_head * tokens) * (8 if exact else nb)
+    activations = logits + per_block
+    sizes = {"weights": weights, "kv_cache": kv, "activations": activations}
+    sizes["runtime"] = RUNTIME_BYTES
+    sizes["total"] = sum(sizes.values())
+    return sizes
+
+
+class WorkerSetupError(ValueError):
+    """Worker mode cannot start: a missing or malformed variable, a rendezvous that fails."""
+
+
+def _int_var(environ, name: str) -> int:
+    value = environ.get(name)
+    if value is None:
+        raise WorkerSetupError(f"{name} is not set")
+    try:
+        return int(value)
+    except ValueError:
+        raise WorkerSetupError(f"{name} must be an integer, got {value!r}") from None
+
+
+def worker_env(environ, tp: int | None = None, pp: int = 1) -> tuple[int, int]:
+    """``(rank, world_size)`` read from ``RANK`` / ``WORLD_SIZE`` and checked, with the rest of the
+    rendezvous (``NEXTTOKEN_BACKEND``; ``MASTER_ADDR`` / ``MASTER_PORT`` unless
+    ``NEXTTOKEN_INIT_METHOD`` names another method), and ``WORLD_SIZE == tp * pp`` when ``tp`` is
+    given: :class:`WorkerSetupError` on the first problem."""
+    try:
+        rank, world = _int_var(environ, "RANK"), _int_var(environ, "WORLD_SIZE")
+    except WorkerSetupError as e:  # most likely a RANK exported for something else
+        raise WorkerSetupError(
+            f"{e} (if RANK was exported for something else, unset RANK and this command starts "
+            f"the ranks itself)"
+        ) from None
+    if world < 1:
+        raise WorkerSetupError(f"WORLD_SIZE must be >= 1, got {world}")
+    if not 0 <= rank < world:
+        raise WorkerSetupError(f"RANK={rank} must be in [0, WORLD_SIZE={world})")
+    if tp is not None and world != tp * pp:
+        raise WorkerSetupError(f"WORLD_SIZE={world} but --tp {tp} x --pp {pp} = {tp * pp} ranks")
+    backend = environ.get("NEXTTOKEN_BACKEND", "gloo")
+    if backend not in BACKENDS:
+        raise WorkerSetupError(
+            f"NEXTTOKEN_BACKEND must be {' or '.join(BACKENDS)}, got {backend!r}"
+        )
+    if backend == "nccl" and not dist.is_nccl_available():
+        raise WorkerSetupError(
+            "NEXTTOKEN_BACKEND=nccl but this torch build has no NCCL (a CPU build): use gloo"
+        )
+    if environ.get("NEXTTOKEN_INIT_METHOD", "env://") == "env://":
+        if not environ.get("MASTER_ADDR"):
+            raise WorkerSetupError("MASTER_ADDR is not set (env:// rendezvous; torchrun sets it)")
+        port = environ.get("MASTER_PORT", "")
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise WorkerSetupError(f"MASTER_PORT must be a port in [1, 65535], got {port!r}")
     return rank, world
+
+
+def init_from_env(timeout_s: float, tp: int | None = None, pp: int = 1) -> tuple[int, int]:
+    """``init_process_group("gloo")`` from ``RANK`` / ``WORLD_SIZE`` (torchrun's, or the launcher's).
+
+    Raises :class:`WorkerSetupError` (one line) for a bad environment, a port already in use, or
+    peers that do not all join within ``timeout_s`` seconds.
+    """
+    rank, world = worker_env(os.environ, tp, pp)
+    method = os.environ.get("NEXTTOKEN_INIT_METHOD", "env://")
+    try:
+        dist.init_process_group(
+            os.environ.get("NEXTTOKEN_BACKEND", "gloo"),  # "nccl" on GPUs (then move the model)
+            init_method=method,
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
+    except (RuntimeError, ValueError, OSError) as e:
+        raise WorkerSetupError(_rendezvous_error(e, rank, world, method, timeout_s)) from None
+    return rank, world
+
+
+def _rendezvous_error(e: Exception, rank: int, world: int, method: str, timeout_s: float) -> str:
+    """One line for a failed ``init_process_group``."""
+    text = str(e)
+    low = text.lower()
+    where = method
+    if method == "env://":
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    if "eaddrinuse" in low or "address already in use" in low:
+        return (
+            f"MASTER_PORT={os.environ.get('MASTER_PORT')} on {os.environ.get('MASTER_ADDR')} is "
+            f"already in use (another job?): choose another MASTER_PORT"
+        )
+    if "timeout" in low or "timed out" in low or "clients joined" in low:
+        return (
+            f"rank {rank}: the {world} ranks did not all join the rendezvous within --timeout "
+            f"{timeout_s:g} s ({where}): a peer never started, or died before joining"
+        )
+    if "connect" in low or "refused" in low:
+        return f"rank {rank}: could not reach the rendezvous at {where}: {_first_line(text)}"
+    return f"rank {rank}: the rendezvous at {where} failed: {type(e).__name__}: {_first_line(text)}"
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:300]
 
 
 def make_groups(tp: int, pp: int, timeout_s: float):
@@ -135,8 +278,14 @@ def run_check(
     stall_rank: int | None = None,
     dtensor: bool = False,
     dtype: str = "float32",
+    wait_timeout_s: float | None = None,
 ) -> dict | None:
-    """Run the checks on this rank (the process group already initialised); rank 0 returns the report."""
+    """Run the checks on this rank (the process group already initialised); rank 0 returns the report.
+
+    ``timeout_s`` bounds every collective of the check; ``wait_timeout_s`` (default ``timeout_s``)
+    bounds the waits of the ranks that idle while rank 0 times one process alone, which may last
+    longer than any collective should.
+    """
     rank, world = dist.get_rank(), dist.get_world_size()
     if world != tp * pp:
         raise ValueError(f"world size {world} != tp * pp = {tp} * {pp}")
@@ -144,6 +293,8 @@ def run_check(
     cfg = model.config
     check_split(cfg, tp, pp)
     tp_group, pp_group = make_groups(tp, pp, timeout_s)
+    wait = datetime.timedelta(seconds=timeout_s if wait_timeout_s is None else wait_timeout_s)
+    idle_group = dist.new_group(list(range(world)), timeout=wait)  # for the timing's barriers
     if pp > 1:
         part = pipeline_parallel(model, pp_group, n_micro=n_micro, tp_group=tp_group)
     else:
@@ -162,7 +313,9 @@ def run_check(
             probe = [torch.zeros(1) for _ in range(world)]
             dist.all_gather(probe, torch.full((1,), float(rank)))
         all_gather_inference_ok = [float(t) for t in probe] == [float(r) for r in range(world)]
-    except RuntimeError:
+    except RuntimeError as e:
+        if _peer_error(e):  # another rank's failure, not the trap this probes for
+            raise
         all_gather_inference_ok = False
 
     logits = _forward(part, ids)
@@ -204,19 +357,19 @@ def run_check(
         for name, fn in (("one_process", lambda: model(ids)), ("parallel", lambda: part(ids))):
             if not repeat:
                 break
-            dist.barrier()
+            dist.barrier(group=idle_group)
             if name == "parallel" or rank == 0:
                 fn()  # warm-up
                 if name == "parallel":
-                    dist.barrier()
+                    dist.barrier(group=idle_group)
                 t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(repeat):
                     fn()
                 cpu[name] = (time.process_time() - c0) / repeat
                 if name == "parallel":
-                    dist.barrier()  # the pass ends when the last rank is done
+                    dist.barrier(group=idle_group)  # the pass ends when the last rank is done
                 times[name] = (time.perf_counter() - t0) / repeat
-            dist.barrier()
+            dist.barrier(group=idle_group)  # the others idle while rank 0 runs alone
         if repeat and rank == 0:  # one process on every core: what the split competes with
             threads = torch.get_num_threads()
             torch.set_num_threads(max(2, os.cpu_count() or 1))
@@ -226,7 +379,7 @@ def run_check(
                 model(ids)
             times["one_process_all_cores"] = (time.perf_counter() - t0) / repeat
             torch.set_num_threads(threads)
-        dist.barrier()
+        dist.barrier(group=idle_group)
     timeline = part.timeline if isinstance(part, PipelineStage) else []
 
     mine = {
@@ -297,11 +450,20 @@ def _max_or_none(values) -> float | None:
     return max(values) if values else None
 
 
+_CLOSED = ("closed by peer", "connection reset", "broken pipe", "connection closed")
+
+
+def _peer_error(e: Exception) -> bool:
+    """Whether ``e`` is gloo's report of another rank's failure (closed connection, timeout)."""
+    low = str(e).lower()
+    return any(w in low for w in (*_CLOSED, "timed out", "timeout"))
+
+
 def explain(e: Exception, timeout_s: float) -> str:
     """One line for a rank's error, saying when it is another rank's failure seen from here."""
     text = f"{type(e).__name__}: {e}".splitlines()[0]
-    low = text.lower()
-    if "closed by peer" in low or "connection reset" in low:
+    low = f"{e}".lower()
+    if any(w in low for w in _CLOSED):
         return f"another rank died (its connection closed): {text}"
     if "timed out" in low or "timeout" in low:
         return f"no answer from another rank within the {timeout_s:g} s timeout: {text}"
@@ -314,7 +476,7 @@ def worker_main(args) -> int:
     The last line rank 0 prints is one JSON object: the first check's report, with every check's
     report under ``"checks"``.
     """
-    rank, _ = init_from_env(args.timeout)
+    rank, _ = init_from_env(args.timeout, args.tp, args.pp)  # WorkerSetupError: one line, exit 2
     reports = []
     try:
         for config in args.config.split(","):
@@ -335,13 +497,15 @@ def worker_main(args) -> int:
                         stall_rank=args.stall_rank,
                         dtensor=args.dtensor,
                         dtype=dtype,
+                        wait_timeout_s=args.launch_timeout,
                     )
                 )
     except Exception as e:  # a failed rank must not hang the others: exit now, loudly
         import sys
         import traceback
 
-        traceback.print_exc()
+        if not _peer_error(e):  # its own error: where it came from (a peer's is one line)
+            traceback.print_exc()
         print(f"rank {rank}: {explain(e, args.timeout)}", file=sys.stderr, flush=True)
         os._exit(1)  # no destroy_process_group: it would wait for the dead peer
     if rank == 0:
