@@ -33,7 +33,7 @@ __all__ = [
     "engine_figure",
 ]
 
-GiB = 1024**3
+GB = 10**9  # the book's unit: 10^9 bytes
 
 #: Notebook 10's small workload for the book model: twelve prompts and their very different
 #: numbers of new tokens (4 to 40).
@@ -204,20 +204,20 @@ def kv_vs_weights_figure(
     batches: Sequence[int],
     dtype: str = "fp16",
 ) -> Figure:
-    """KV cache memory (GiB, log scale) against batch size, one line per context length, with the
-    weights' size as a horizontal line: one panel per model. Where a line crosses the weights, the
-    cache outweighs the model."""
+    """KV cache memory (GB = 10^9 bytes, log scale) against batch size, one line per context
+    length, with the weights' size as a horizontal line: one panel per model. Where a line crosses
+    the weights, the cache outweighs the model."""
     bytes_per = 2 if dtype == "fp16" else 4
     fig, axes = plt.subplots(1, len(configs), figsize=(5.5 * len(configs), 3.8), squeeze=False)
     for ax, cfg, n in zip(axes[0], configs, n_params, strict=True):
         per_token = kv_cache_bytes_per_token(cfg, dtype)
         for ctx in contexts:
-            ax.plot(batches, [b * ctx * per_token / GiB for b in batches], "o-", label=f"{ctx} tok")
-        ax.axhline(n * bytes_per / GiB, color="black", lw=2, label="weights")
+            ax.plot(batches, [b * ctx * per_token / GB for b in batches], "o-", label=f"{ctx} tok")
+        ax.axhline(n * bytes_per / GB, color="black", lw=2, label="weights")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
-        ax.set_ylabel(f"GiB ({dtype})")
+        ax.set_ylabel(f"GB ({dtype})")
         ax.set_title(f"{cfg.name}: KV cache vs weights")
         ax.legend(fontsize=8, title="context")
     fig.tight_layout()
