@@ -287,10 +287,11 @@ def _read_tensors(
 def _load_int8(path: Path, config: GPTConfig) -> GPT:
     """The int8 model of an int8 checkpoint: every ``nn.Linear`` of ``GPT(config)`` a
     :class:`~nexttoken.quantize.RowInt8Linear` built from its stored int8 weights and scales."""
-    from .quantize import RowInt8Linear
+    from .quantize import RowInt8Linear, use_float64_attention
 
     with torch.device("meta"):
         model = GPT(config)
+    use_float64_attention(model)
     linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     expected = {}
     for k, v in model.state_dict().items():

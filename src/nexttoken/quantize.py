@@ -15,10 +15,13 @@ weight is ``round(W / s)``, an int8 in ``[-127, 127]``; the model uses ``s * W_i
   (:class:`RowInt8Linear`): the same int8 weights, and each *row* of activations (one position of
   one sequence) rounded to 7-bit integers with its own scale ``t = max |x| / 63``. The products are
   summed in integers (exact, so in any order), then ``y = t * (s_j * acc) + b``, element by element.
-  A row's output therefore depends on that row alone: not on the other sequences in the batch, nor
-  on how many positions share the pass (cached or not, batched or alone, verified by a speculative
-  pass or not -- the same tokens). ``"bf16"`` is the 2-byte copy of notebook 09. The embedding
-  tables stay as they are: a step reads one row of each.
+  A row's output of such a layer therefore depends on that row alone, bit for bit: not on the other
+  sequences in the batch, nor on how many positions share the pass. The attention, the one place
+  where positions meet, is summed in float64 and rounded to fp32 (:class:`Float64Attention`), so
+  that its last-bit differences between a cached and an uncached, a batched and a lone pass do not
+  reach the 7-bit rounding. Cached or not, batched or alone, served or verified by a speculative
+  pass: the same tokens. ``"bf16"`` is the 2-byte copy of notebook 09. The embedding tables stay
+  as they are: a step reads one row of each.
 
 Both return a new model (the original is untouched) that :func:`nexttoken.generate.generate` and
 :func:`nexttoken.book.held_out_metrics` accept unchanged. The tied output projection becomes its own
@@ -47,7 +50,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import GPT
+from .model import GPT, CausalSelfAttention
 
 __all__ = [
     "quantize_int8",
@@ -56,6 +59,8 @@ __all__ = [
     "int8_weights",
     "RowInt8Linear",
     "quantize_rows",
+    "Float64Attention",
+    "use_float64_attention",
     "quantize",
     "METHODS",
     "weight_bytes",
@@ -178,6 +183,42 @@ class RowInt8Linear(nn.Module):
         )
 
 
+class _Float64Cache:
+    """A KV cache (plain or paged) seen in float64: it stores the fp32 keys and values it always
+    stored (exactly: they came from fp32) and hands them back as float64."""
+
+    def __init__(self, cache) -> None:
+        self.cache = cache
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        k, v = self.cache.update(layer, k.float(), v.float())
+        return k.double(), v.double()
+
+
+class Float64Attention(CausalSelfAttention):
+    """:class:`~nexttoken.model.CausalSelfAttention` computed in float64, its output rounded to fp32.
+
+    The int8 model's attention. An fp32 attention over 1 query and over ``T`` queries (or over a
+    padded or paged batch) sums in different orders and differs in the last bits; an int8 layer
+    then rounds that input to 7 bits, and a last-bit change sitting on a rounding boundary moves a
+    whole step (measured: 0.11 on a GPT-2-shaped model's logits, cached against uncached). In
+    float64 the orders still differ, by about 1e-16 relative, and rounding to fp32 erases that
+    unless a value lies within 1e-16 of an fp32 rounding boundary (about 2e-8 of them). The
+    weights it returns (``need_weights``) are fp32 too."""
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return super().split_heads(x).double()
+
+    @staticmethod
+    def merge_heads(x: torch.Tensor) -> torch.Tensor:
+        return CausalSelfAttention.merge_heads(x).float()
+
+    def forward(self, x, cache=None, layer=0, need_weights=False, mask=None):
+        wrapped = None if cache is None else _Float64Cache(cache)
+        y, weights = super().forward(x, wrapped, layer, need_weights, mask)
+        return y, None if weights is None else weights.float()
+
+
 def _check_model(model: object) -> None:
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
@@ -204,7 +245,8 @@ def int8_weights(model: GPT) -> GPT:
 def quantize(model: GPT, method: str = "int8") -> GPT:
     """A faster copy of ``model``, in eval mode: ``"int8"`` (every ``nn.Linear`` a
     :class:`RowInt8Linear`: per-channel int8 weights, per-row int8 activations, fbgemm/x86, CPU
-    only; a row's tokens never depend on its batch) or ``"bf16"`` (every weight in bfloat16)."""
+    only; attention in float64 (:class:`Float64Attention`); a row's tokens do not depend on its
+    batch) or ``"bf16"`` (every weight in bfloat16)."""
     _check_model(model)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -214,7 +256,15 @@ def quantize(model: GPT, method: str = "int8") -> GPT:
         raise ValueError("quantize(model, 'int8') runs on the CPU: move the model with .cpu()")
     q = copy.deepcopy(model).float().eval()
     _swap_linears(q, RowInt8Linear.from_linear)
+    use_float64_attention(q)
     return q
+
+
+def use_float64_attention(model: GPT) -> None:
+    """Make every attention layer of ``model`` a :class:`Float64Attention`, in place (same state)."""
+    for m in model.modules():
+        if type(m) is CausalSelfAttention:
+            m.__class__ = Float64Attention
 
 
 def weight_bytes(model: nn.Module) -> int:
