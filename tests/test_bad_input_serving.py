@@ -156,7 +156,8 @@ BAD_REQUESTS = [
     (([1, 2], -1), {}, ValueError, "max_new_tokens"),
     (([1, 2], 3.0), {}, TypeError, "max_new_tokens"),
     (([1, 2], 3), {"temperature": float("nan")}, ValueError, "temperature"),
-    (([1, 97], 3), {}, ValueError, "out of range"),
+    (([1, 97], 3), {}, ValueError, "prompt: token id 97 is out of range"),
+    (("hello", 3), {}, TypeError, "prompt must be a list of token ids"),
     (([1, 2], 3), {"top_k": 0}, ValueError, "top_k"),
     (([1, 2], 3), {"generator": 7}, TypeError, "generator"),
     (([1, 2], 3), {"stop_token": 97}, ValueError, "stop_token"),
@@ -339,6 +340,7 @@ ERRORS = [
     (lambda: PagedKVCache(CFG, 10**12, 1), ValueError, "num_blocks.*needs .* of memory"),
     (lambda: PagedKVCache(CFG, 4, 4, device="nowhere"), ValueError, "device"),
     (lambda: PagedKVCache.for_model("gpt2", 4, 4), TypeError, "model must be a nexttoken GPT"),
+    (lambda: PagedKVCache(CFG, 4, 4, device=1.5), TypeError, "device must be a torch.device"),
     (lambda: blocks_for(-1, 4), ValueError, "n_tokens must be >= 0"),
     (lambda: blocks_for(5, 0), ValueError, "block_tokens must be >= 1"),
     (lambda: blocks_for(5.5, 2), TypeError, "n_tokens must be an int"),
@@ -365,6 +367,7 @@ ERRORS = [
     (lambda: padded_batch([[-3, 2]]), ValueError, "token id -3"),
     (lambda: padded_batch([[1, 2]], pad_id=-1), ValueError, "pad_id must be >= 0"),
     (lambda: padded_batch([[1, 2]], pad_id=1.5), TypeError, "pad_id must be an int"),
+    (lambda: padded_batch([[1, 2]], device="nowhere"), ValueError, "device must name a torch"),
     (lambda: check_prompts([[1]], 0), ValueError, "vocab_size must be >= 1"),
     (lambda: check_prompts([[1]], "97"), TypeError, "vocab_size must be an int"),
     # speculative
@@ -395,6 +398,12 @@ ERRORS = [
 def test_bad_arguments_are_clear_errors(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_pool_on_a_missing_gpu_is_refused():
+    with pytest.raises(ValueError, match="'cuda': CUDA is not available"):
+        PagedKVCache(CFG, 4, 4, device="cuda")
 
 
 def test_generate_batch_refuses_a_batch_whose_cache_does_not_fit(monkeypatch):

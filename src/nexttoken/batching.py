@@ -29,13 +29,14 @@ import torch
 
 from .generate import _check_stop_token, check_max_new_tokens
 from .model import GPT, GPTConfig
-from .paged import _check_int, _check_positive_int, check_memory
+from .paged import _check_device, _check_int, _check_positive_int, check_memory
 from .sampling import check_generator, check_sampling_args, sample
 
 __all__ = [
     "PaddedBatch",
     "padded_batch",
     "check_prompts",
+    "check_prompt",
     "generate_batch",
     "column_major_weights",
     "batch_memory",
@@ -78,26 +79,28 @@ def check_prompts(prompts: object, vocab_size: int | None) -> list[list[int]]:
         )
     if not prompts:
         raise ValueError("prompts is empty: give at least one prompt")
-    out = []
-    for i, p in enumerate(prompts):
-        if isinstance(p, torch.Tensor):
-            if p.dim() != 1 or p.is_floating_point() or p.dtype == torch.bool:
-                raise TypeError(f"prompt {i} must be a 1-D integer tensor or a list of ints")
-            p = p.tolist()
-        if not isinstance(p, (list, tuple)) or not all(
-            isinstance(t, int) and not isinstance(t, bool) for t in p
-        ):
-            raise TypeError(f"prompt {i} must be a list of token ids (ints)")
-        if not p:
-            raise ValueError(f"prompt {i} is empty: every prompt needs at least one token")
-        bad = [t for t in p if t < 0 or (vocab_size is not None and t >= vocab_size)]
-        if bad:
-            allowed = ">= 0" if vocab_size is None else f"in [0, {vocab_size - 1}]"
-            raise ValueError(
-                f"prompt {i}: token id {bad[0]} is out of range: ids must be {allowed}"
-            )
-        out.append(list(p))
-    return out
+    return [check_prompt(p, vocab_size, f"prompt {i}") for i, p in enumerate(prompts)]
+
+
+def check_prompt(prompt: object, vocab_size: int | None, name: str = "prompt") -> list[int]:
+    """One prompt (a list of ints or a 1-D integer tensor) as a non-empty list of ids in
+    ``[0, vocab_size)`` (``vocab_size`` None: any id ``>= 0``), or an error naming ``name``."""
+    p = prompt
+    if isinstance(p, torch.Tensor):
+        if p.dim() != 1 or p.is_floating_point() or p.dtype == torch.bool:
+            raise TypeError(f"{name} must be a 1-D integer tensor or a list of ints")
+        p = p.tolist()
+    if not isinstance(p, (list, tuple)) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in p
+    ):
+        raise TypeError(f"{name} must be a list of token ids (ints), got {type(p).__name__}")
+    if not p:
+        raise ValueError(f"{name} is empty: every prompt needs at least one token")
+    bad = [t for t in p if t < 0 or (vocab_size is not None and t >= vocab_size)]
+    if bad:
+        allowed = ">= 0" if vocab_size is None else f"in [0, {vocab_size - 1}]"
+        raise ValueError(f"{name}: token id {bad[0]} is out of range: ids must be {allowed}")
+    return list(p)
 
 
 def padded_batch(prompts: Sequence[Sequence[int]], *, pad_id: int = 0, device=None) -> PaddedBatch:
@@ -105,6 +108,7 @@ def padded_batch(prompts: Sequence[Sequence[int]], *, pad_id: int = 0, device=No
     :class:`PaddedBatch`; ``pad_id`` (an id ``>= 0``) fills the padding columns."""
     prompts = check_prompts(prompts, None)
     _check_int("pad_id", pad_id, 0)
+    device = _check_device(device)
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     L = int(lengths.max())
     ids = torch.full((len(prompts), L), pad_id, dtype=torch.long, device=device)

@@ -119,11 +119,14 @@ def _check_device(device: object) -> torch.device:
     if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
         raise TypeError(f"device must be a torch.device, a str or None, got {device!r}")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError:
         raise ValueError(
             f"device must name a torch device ('cpu', 'cuda', 'cuda:0', ...), got {device!r}"
         ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+    return dev
 
 
 class PagedKVCache:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .batching import check_prompts
+from .batching import check_prompt
 from .generate import _check_stop_token, check_max_new_tokens
 from .model import GPT
 from .paged import (
@@ -184,7 +184,7 @@ class Engine:
         """Queue a request; returns its id. Settings as :func:`nexttoken.generate.generate`'s
         (``temperature=0`` is greedy). Checked now, with a clear error, not at its first step."""
         cfg = self.model.config
-        (prompt,) = check_prompts([prompt], cfg.vocab_size)
+        prompt = check_prompt(prompt, cfg.vocab_size)
         check_max_new_tokens(max_new_tokens)
         check_sampling_args(cfg.vocab_size, temperature, top_k, top_p)
         check_generator(generator)
