@@ -159,3 +159,27 @@ def test_nbytes(tiny_config):
     cache = PagedKVCache(tiny_config, 5, 4)
     c = tiny_config
     assert cache.nbytes() == 2 * c.n_layer * 5 * 4 * c.n_embd * 4
+
+
+def test_truncate_forgets_positions_and_invalidates_older_views(book):
+    """truncate(seq, n) is the paged rollback: the next pass rewrites from position n, and a view
+    made before the truncation is refused (it would write at the old length)."""
+    cache = PagedKVCache.for_model(book, num_blocks=4, block_tokens=4)
+    cache.add("a")
+    with torch.inference_mode():
+        view = cache.batch(["a"], 5)
+        book.run(torch.tensor([[1, 2, 3, 4, 5]]), cache=view)
+        old = cache.batch(["a"], 1)
+        cache.truncate("a", 3)
+        assert cache.lengths["a"] == 3 and cache.tables["a"] == [0, 1]
+        with pytest.raises(ValueError, match="'a' holds 3 tokens now.*held 5"):
+            book.run(torch.tensor([[6]]), cache=old)
+        new = cache.batch(["a"], 1)
+        got = book.run(torch.tensor([[9]]), cache=new).logits[0, -1]
+    assert torch.allclose(got, book(torch.tensor([[1, 2, 3, 9]]))[0, -1], atol=1e-4)
+    with pytest.raises(ValueError, match=r"n_tokens must be in \[0, 4\]"):
+        cache.truncate("a", 5)
+    with pytest.raises(TypeError, match="n_tokens must be an int"):
+        cache.truncate("a", 1.0)
+    with pytest.raises(ValueError, match="unknown sequence 'b'"):
+        cache.truncate("b", 0)

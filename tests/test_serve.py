@@ -159,3 +159,47 @@ def test_clock_stamps_arrival_and_finish(book):
     engine.run()
     r = engine.requests[rid]
     assert (r.arrival_time, r.finish_time) == (0, 1)
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    max_batch=st.integers(1, 4),
+    block_tokens=st.sampled_from([1, 4, 16]),
+)
+def test_a_server_that_pops_and_drops_results_serves_every_request_right(
+    book, seed, max_batch, block_tokens
+):
+    """Requests arrive at random steps; the server pops finished results at random steps and
+    sometimes drops one unread: ids never repeat, memory holds only what is waiting, running or
+    unread, and every popped result is what generate gives alone."""
+    rng = random.Random(seed)
+    V = book.config.vocab_size
+    engine = Engine(
+        book, max_batch=max_batch, num_blocks=40, block_tokens=block_tokens, keep_history=4
+    )
+    asked, popped, dropped = {}, {}, set()
+    for _ in range(40):
+        if len(asked) < 8 and rng.random() < 0.4:
+            p = [rng.randrange(V) for _ in range(rng.randint(1, 16))]
+            n = rng.randint(1, 10)
+            rid = engine.add_request(p, n, temperature=0)
+            assert rid not in asked and rid not in dropped
+            asked[rid] = (p, n)
+        if engine.has_work():
+            engine.step()
+        finished = [i for i, r in engine.requests.items() if r.state == "finished"]
+        if finished and rng.random() < 0.2:
+            dropped.add(finished[0])
+            del engine.requests[finished[0]]
+        if rng.random() < 0.5:
+            popped.update(engine.pop_results())
+        assert len(engine.history) <= 4
+    engine.run()
+    popped.update(engine.pop_results())
+    assert engine.requests == {}
+    assert sorted(popped) == sorted(set(asked) - dropped)
+    for i, got in popped.items():
+        p, n = asked[i]
+        assert got == generate(book, p, n, temperature=0)[0].tolist(), i
+    assert engine.cache.num_free == engine.cache.num_blocks
