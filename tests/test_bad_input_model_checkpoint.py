@@ -243,3 +243,55 @@ def test_hf_dtype_string_is_refused(tmp_path):
     folder = _hf_folder(tmp_path, json.dumps(HF), b"")
     with pytest.raises(TypeError, match="dtype must be None or a floating-point torch.dtype"):
         load_gpt2(folder, dtype="float16")
+
+
+# --- issue 24, the three left from Part I -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("name", ["transformer.h.1.mlp.c_fc.weight", "transformer.ln_f.bias"])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, name, bad):
+    tensors = _tensors()
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[3] = bad
+    path = tmp_path / "nan.safetensors"
+    save_file(tensors, str(path), metadata=_meta())
+    with pytest.raises(ValueError, match=f"tensor {name} holds .* must be finite") as info:
+        load_model(path)
+    assert path.name in str(info.value)
+    folder = _hf_folder(tmp_path, json.dumps(HF), _hf_weights(tmp_path, **{name: tensors[name]}))
+    with pytest.raises(ValueError, match=f"tensor {name} holds .* must be finite"):
+        load_gpt2(folder)
+
+
+def test_book_model_with_non_finite_weights_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from nexttoken import book
+    from nexttoken.configs import BOOK
+
+    shutil.copytree(book.assets_dir(), tmp_path, dirs_exist_ok=True)
+    with torch.device("meta"):
+        names = [k for k in GPT(BOOK).state_dict() if k != "lm_head.weight"]
+    tensors = {k: torch.zeros(1) for k in names}  # shapes do not matter: refused before
+    tensors["transformer.h.0.attn.c_proj.weight"] = torch.tensor([1.0, float("nan")])
+    save_file(tensors, str(tmp_path / book.MODEL_FILE), metadata=_meta())
+    monkeypatch.setattr(book, "assets_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match="tensor transformer.h.0.attn.c_proj.weight holds 1 NaN"):
+        load_book_model(verify=False)
+
+
+@pytest.mark.parametrize("verify", ["no", "yes", 0, 1, None])
+def test_load_book_model_verify_must_be_a_bool(verify):
+    from nexttoken.book import load_book_draft_model
+
+    with pytest.raises(TypeError, match="verify must be True or False"):
+        load_book_model(verify=verify)
+    with pytest.raises(TypeError, match="verify must be True or False"):
+        load_book_draft_model(verify=verify)
+
+
+@pytest.mark.parametrize("source", ["", "   "])
+def test_load_gpt2_empty_path_says_so(source):
+    with pytest.raises(ValueError, match="source is empty"):
+        load_gpt2(source)
