@@ -38,7 +38,8 @@ def test_output_shape_right(capsys):
         (N * 4 * D, "MLP's hidden width"),
         (N * 3 * D, "q, k and v"),
         (N * 128, "one head's width"),
-        (float(N * D), "a count is an int"),
+        (N * D + 0.5, "got the fraction"),
+        ("122880", "got str"),
         (123, "is not the number"),
     ],
 )
@@ -70,7 +71,7 @@ def test_probabilities_right(capsys):
         (lambda s: torch.log_softmax(s, -1), "log-probabilities"),
         (torch.sigmoid, "sigmoid"),
         (lambda s: 1 / 0, "ZeroDivisionError"),
-        (lambda s: s[0], "same shape"),
+        (lambda s: s[0], "of shape (3, 4), got shape (4,)"),
         ("softmax", "give a function"),
     ],
 )
@@ -124,7 +125,7 @@ def test_one_step_right_on_the_book_model():
         (_prepend, "put first"),
         (lambda m, ids: torch.cat([ids[:, 1:], ids[:, :2]], dim=1), "prompt itself was changed"),
         (_least_likely, "not the most likely"),
-        (lambda m, ids: ids.tolist(), "return a tensor"),
+        (lambda m, ids: "ids", "expected a tensor of ids, got str"),
         (lambda m, ids: torch.zeros(2, 3), "expected shape"),
         (lambda m, ids: 1 / 0, "ZeroDivisionError"),
     ],

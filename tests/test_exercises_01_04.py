@@ -55,8 +55,8 @@ def test_token_count_right():
         (26, "is not the number of tokens"),
         (6, "count in cl100k_base"),
         (11, "count in book"),
-        (float(N_FR), "a count is an int"),
-        (True, "a count is an int"),
+        (N_FR + 0.5, "got the fraction"),
+        (True, "expected a count (a whole number), got bool"),
     ],
 )
 def test_token_count_wrong(capsys, answer, misconception):
@@ -87,7 +87,7 @@ def test_vocab_size_right():
         (O200K_RANKS + 2, "ids of the special tokens leave gaps"),
         (100277, "size of cl100k_base"),
         (50257, "size of gpt2"),
-        (199_999.0, "a size is an int"),
+        (199_999.5, "got the fraction"),
         (123_456, "is not the size"),
     ],
 )
@@ -192,7 +192,7 @@ def test_one_hot_right():
         (F.one_hot(torch.tensor(sorted(IDS)), 5), "rows are sorted"),
         (torch.zeros(3, 4), "shape must be"),
         (torch.zeros(3, 5), "all zeros except"),
-        ([[0, 0, 0, 1, 0]], "must be a tensor"),
+        ("[[0, 0, 0, 1, 0]]", "expected a tensor, got str"),
     ],
 )
 def test_one_hot_wrong(capsys, answer, misconception):
@@ -216,7 +216,7 @@ def test_input_vectors(capsys, tiny_model):
             (torch.cat([tok, pos.expand_as(tok)], -1), "concatenated"),
             (tok[:, :3], "shape must be"),
             (tok + pos + 1, "values differ"),
-            ((tok + pos).tolist(), "must be a tensor"),
+            (str((tok + pos).tolist()), "expected a tensor, got str"),
         ]
         for answer, misconception in wrong:
             _fails_with(capsys, ee.check_input_vectors(answer, tiny_model, ids), misconception)
@@ -240,7 +240,9 @@ def test_embedding_bytes_right():
         (2 * 50000 * D3, "not 50,000"),
         (2 * (50257 + 2048) * D3, "adds the position table"),
         (1_235_000_000, "rounded"),
-        (1.235e9, "is an int"),
+        (1.235e9, "close but rounded"),
+        (1.235e9 / 2**30, "GiB"),
+        ("1235116032", "got str"),
         (12345, "is not the size"),
     ],
 )
@@ -453,7 +455,7 @@ def test_split_heads_right():
         ),
         (lambda x, h: x, "expected shape"),
         (lambda x, h: x.view(x.size(0), x.size(1), h, -1).transpose(1, 2) + 1, "right place"),
-        (lambda x, h: "heads", "return a tensor"),
+        (lambda x, h: "heads", "expected a tensor, got str"),
         (lambda x, h: x.view(3, 7), "RuntimeError"),
     ],
 )
@@ -478,7 +480,7 @@ def test_mlp_params_right():
         (8 * D3 * D3 + 7 * D3, "ln_2"),
         (12 * D3 * D3 + 13 * D3, "whole block"),
         (96 * (8 * D3 * D3 + 5 * D3), "all 96 MLPs"),
-        (1.2e9, "is an int"),
+        (1.2e9 + 0.5, "got the fraction"),
         (1_208_000_000, "not the count of one MLP"),
     ],
 )
@@ -501,7 +503,7 @@ def test_total_params_right():
         (TOTAL3 - 50257 * D3, "token table is missing"),
         (175_000_000_000, "rounded name"),
         (174_600_000_000, "rounded name"),
-        (1.746e11, "is an int"),
+        (1.746e11 + 0.5, "got the fraction"),
         (TOTAL3 + 1, "is not the count"),
     ],
 )

@@ -82,8 +82,9 @@ def test_silent_transposes(answer, why, capsys):
         (BW / ((PARAMS + 50257 * 768) * 4), "tied"),
         (PARAMS * 4 / BW, "seconds per token"),
         (1000.0, "got 1e+03"),
-        ("40", "must be a number"),
-        (True, "must be a number"),
+        ("40", "expected a number of tokens per second, got str"),
+        (True, "got bool"),
+        (20 * 2**30 / (124_439_808 * 4), "GiB"),
     ],
 )
 def test_roofline(answer, why, capsys):

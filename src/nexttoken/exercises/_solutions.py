@@ -50,6 +50,233 @@ def _s(key: str, exercise: str, nb: str, answer: str, *secrets: str) -> Solution
 SOLUTIONS: dict[str, Solution] = {
     s.key: s
     for s in (
+        # notebook 00
+        _s(
+            "output",
+            "decoder output size",
+            "00",
+            "One d_model-wide vector per token, before the projection to the vocabulary: "
+            "10 x 12,288 = 122,880 numbers.",
+            "122,880",
+            "122880",
+        ),
+        _s(
+            "probs",
+            "logits to probabilities",
+            "00",
+            "    z = logits - logits.max(dim=-1, keepdim=True).values   # exp() stays finite\n"
+            "    e = torch.exp(z)\n    return e / e.sum(dim=-1, keepdim=True)",
+            "logits.max(dim=-1, keepdim=True)",
+        ),
+        _s(
+            "step",
+            "one step of the loop",
+            "00",
+            "    next_id = model(ids)[:, -1].argmax(dim=-1, keepdim=True)   # (1, 1)\n"
+            "    return torch.cat([ids, next_id], dim=1)",
+            "argmax(dim=-1, keepdim=True)",
+            "torch.cat([ids",
+        ),
+        # notebook 01
+        _s(
+            "token count",
+            "token count",
+            "01",
+            "Ask the encoding: len(get_encoding('gpt2').encode('Le chat mange une souris')) = 7.",
+            "len(get_encoding",
+        ),
+        _s(
+            "vocab size",
+            "vocabulary size",
+            "01",
+            "get_encoding('o200k_base').n_vocab = 200,019 (ordinary and special tokens, up to the "
+            "largest id).",
+            "200,019",
+            "200019",
+            ".n_vocab",
+        ),
+        _s(
+            "first merge",
+            "first BPE merge",
+            "01",
+            "Count the adjacent byte pairs inside each pre-token and take the most frequent "
+            "(ties: the smallest byte values):\n"
+            "    Counter(p for piece in pretokenize(text) for p in pairwise(piece.encode()))"
+            ".most_common(1)\n(nexttoken.exercises.tokens.most_frequent_pair(text) gives it too)",
+            "most_common(1)",
+        ),
+        _s(
+            "pieces",
+            "gpt2 token strings",
+            "01",
+            "Decode the ids one at a time: [enc.decode([i]) for i in enc.encode(text)] = "
+            "[' The', ' cat', ' eats', ' a', ' mouse']",
+            "decode([i])",
+            "' The', ' cat'",
+        ),
+        # notebook 02
+        _s(
+            "one-hot",
+            "one-hot matrix",
+            "02",
+            "    torch.nn.functional.one_hot(torch.tensor(ids), vocab_size).float()   # (N, V)",
+            "one_hot(torch.tensor(ids)",
+        ),
+        _s(
+            "input vectors",
+            "input vectors (B, N, d)",
+            "02",
+            "    model.transformer.wte(ids) + model.transformer.wpe.weight[:N]   # (B, N, d)",
+            "wte(ids) +",
+            "wpe.weight[:N]",
+        ),
+        _s(
+            "embedding bytes",
+            "embedding table bytes",
+            "02",
+            "vocab_size x n_embd numbers x bytes per number: GPT-3 175B in fp16: 50,257 x 12,288 x 2 "
+            "= 1,235,116,032 bytes.",
+            "1,235,116,032",
+            "1235116032",
+            "vocab_size x n_embd numbers",
+        ),
+        # notebook 04
+        _s(
+            "layer norm",
+            "LayerNorm by hand",
+            "04",
+            "    mu = x.mean(-1, keepdim=True)\n    var = x.var(-1, keepdim=True, unbiased=False)\n"
+            "    return (x - mu) / torch.sqrt(var + 1e-5)",
+            "torch.sqrt(var + 1e-5)",
+        ),
+        _s(
+            "split heads",
+            "split heads",
+            "04",
+            "    B, N, d = x.shape\n    return x.view(B, N, n_head, d // n_head).transpose(1, 2)",
+            "view(B, N, n_head, d // n_head)",
+        ),
+        _s(
+            "mlp params",
+            "MLP parameters",
+            "04",
+            "d x 4d + 4d (first layer) + 4d x d + d (second) = 8 d^2 + 5 d; GPT-3 175B (d = 12,288): "
+            "1,208,020,992.",
+            "1,208,020,992",
+            "1208020992",
+            "8 d^2 + 5 d",
+        ),
+        _s(
+            "total params",
+            "total parameters",
+            "04",
+            "sum(p.numel() for p in meta_model('gpt3-175b').parameters()) = 174,604,259,328 (the "
+            "tied projection counted once).",
+            "174,604,259,328",
+            "174604259328",
+        ),
+        # notebook 06
+        _s(
+            "top-k",
+            "top-k filter",
+            "06",
+            "    kth = torch.topk(logits, k, dim=-1).values[..., -1:]\n"
+            "    return logits.masked_fill(logits < kth, float('-inf'))",
+            "values[..., -1:]",
+        ),
+        _s(
+            "top-p",
+            "top-p filter",
+            "06",
+            "    s, order = torch.sort(logits, descending=True)\n    sp = torch.softmax(s, -1)\n"
+            "    drop = torch.zeros_like(sp, dtype=torch.bool).scatter(-1, order, "
+            "sp.cumsum(-1) - sp >= p)\n    return logits.masked_fill(drop, float('-inf'))",
+            "cumsum(-1) - sp >= p",
+        ),
+        _s(
+            "chi-square",
+            "chi-square statistic",
+            "06",
+            "    expected = observed.sum() * probs\n"
+            "    return float(((observed - expected) ** 2 / expected).sum())",
+            "(O_i - E_i)^2 / E_i",
+            "** 2 / expected",
+        ),
+        # notebook 08
+        _s(
+            "cross-entropy",
+            "cross-entropy",
+            "08",
+            "    logp = torch.log_softmax(logits, dim=-1)\n"
+            "    return -logp.gather(-1, targets.unsqueeze(-1)).mean()",
+            "-logp.gather",
+        ),
+        _s(
+            "uniform loss",
+            "loss of a uniform guess",
+            "08",
+            "-ln(1 / V) = ln(4096) = 8.3178 nats.",
+            "8.3178",
+            "8.318",
+            "ln(4096)",
+            "log(4096)",
+        ),
+        _s(
+            "perplexity",
+            "perplexity",
+            "08",
+            "    return math.exp(loss)   # e ** loss: the loss is in nats",
+            "math.exp(loss)",
+            "e ** loss",
+        ),
+        _s(
+            "nats per char",
+            "nats per character",
+            "08",
+            "    return nats_per_token * tokens / characters   # the same total, over the characters",
+            "nats_per_token * tokens / characters",
+            "(nats per token) x (number of tokens)",
+        ),
+        _s(
+            "targets",
+            "inputs and next-token targets",
+            "08",
+            "    return data[start : start + n], data[start + 1 : start + n + 1]",
+            "data[start + 1",
+        ),
+        # notebook 09
+        _s(
+            "convert block",
+            "convert one block",
+            "09",
+            "    {k: (v.T if k.endswith('.weight') and v.dim() == 2 else v) for k, v in "
+            "stored.items()}",
+            "v.T if k.endswith",
+        ),
+        _s(
+            "silent transposes",
+            "silent transposes",
+            "09",
+            "Only the square one: {'attn.c_proj.weight'} (768 x 768).",
+            "{'attn.c_proj.weight'}",
+        ),
+        _s(
+            "roofline",
+            "roofline",
+            "09",
+            "20e9 bytes/s / (124,439,808 parameters x 4 bytes) = 40.2 tokens/s.",
+            "40.2",
+            "40.18",
+            "(n_params * 4)",
+        ),
+        _s(
+            "hidden pairs",
+            "pair the hidden states",
+            "09",
+            "    ours = [*out.hidden_states[:-1], out.final_hidden]\n"
+            "    return [(a - b).abs().max().item() for a, b in zip(ref_hidden, ours)]",
+            "out.final_hidden",
+        ),
         # notebook 03
         _s(
             "mask",

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..configs import get_config
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import Hints, as_count, as_tensor, check_prediction, failed, passed, unanswered
 from . import call_answer as _call
 
 __all__ = [
@@ -32,6 +32,7 @@ HINTS = {
         "when a vector is nearly constant",
         "the variance is the biased one (divide by d, not d - 1), and eps goes inside the square "
         "root, added to the variance; keepdim=True lets the statistics broadcast",
+        solution="layer norm",
     ),
     "split": Hints(
         "split heads",
@@ -41,6 +42,7 @@ HINTS = {
         "front of the token axis",
         "one view that splits only the last dimension, then one transpose of two axes; a single "
         "view straight to (B, H, N, d_head) has the right shape but mixes tokens",
+        solution="split heads",
     ),
     "mlp": Hints(
         "MLP parameters",
@@ -48,12 +50,14 @@ HINTS = {
         "a linear layer from m to n numbers holds an m x n weight and a bias of n numbers (its "
         "output width)",
         "add the weights and the biases of both layers; read d from the config",
+        solution="mlp params",
     ),
     "total": Hints(
         "total parameters",
         "count every tensor: two embedding tables, the blocks, the final LayerNorm, the projection",
         "the output projection is tied to the token table: the same tensor, counted once",
         "build the model on the meta device (nexttoken.sizes) and add up its parameters",
+        solution="total params",
     ),
 }
 
@@ -77,9 +81,10 @@ def check_layer_norm(fn: Callable | None) -> bool:
     out, err = _call(fn, x.clone())
     if err:
         return failed(name, err, hints)
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-        return failed(name, f"expected a tensor of shape {tuple(x.shape)}", hints)
-    out = out.detach().float()
+    out, bad = as_tensor(out, tuple(x.shape), "a tensor")
+    if bad:
+        return failed(name, bad, hints)
+    out = out.float()
     eps = 1e-5
     if torch.allclose(out, torch.nn.functional.layer_norm(x, (8,), eps=eps), atol=1e-4):
         return passed(name)
@@ -133,9 +138,10 @@ def check_split_heads(fn: Callable | None, n_head: int = 4) -> bool:
     if err:
         return failed(name, err, hints)
     expected = x.view(B, N, n_head, dh).transpose(1, 2)
-    if not isinstance(out, torch.Tensor):
-        return failed(name, f"return a tensor, got {type(out).__name__}", hints)
-    out = out.detach()
+    out, bad = as_tensor(out, what="a tensor")
+    if bad:
+        return failed(name, bad, hints)
+    expected, x = expected.double(), x.double()
     if out.shape == expected.shape and torch.equal(out, expected):
         return passed(name)
     if out.shape == (B, N, n_head, dh):
@@ -167,8 +173,9 @@ def check_mlp_params(answer: Any, config: str = "gpt3-175b") -> bool:
     name, hints = f"parameters of one MLP in {config}", HINTS["mlp"]
     if unanswered(answer, name, hints):
         return False
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        return failed(name, f"a count is an int, got {type(answer).__name__}", hints)
+    answer, bad = as_count(answer, "a count (a whole number)")
+    if bad:
+        return failed(name, bad, hints)
     cfg = get_config(config)
     d, L = cfg.n_embd, cfg.n_layer
     right = 8 * d * d + 5 * d
@@ -193,8 +200,9 @@ def check_total_params(answer: Any, config: str = "gpt3-175b") -> bool:
     name, hints = f"exact parameters of {config}", HINTS["total"]
     if unanswered(answer, name, hints):
         return False
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        return failed(name, f"a count is an int, got {type(answer).__name__}", hints)
+    answer, bad = as_count(answer, "a count (a whole number)")
+    if bad:
+        return failed(name, bad, hints)
     from ..sizes import parameter_breakdown
 
     total = sum(parameter_breakdown(config).values())

@@ -6,12 +6,13 @@ hints are staged (:class:`nexttoken.exercises.Hints`) and never print the answer
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from ..configs import get_config
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import Hints, as_number, as_tensor, check_prediction, failed, passed, unanswered
 
 __all__ = [
     "HINTS",
@@ -28,6 +29,7 @@ HINTS = {
         "row i is all zeros except a single 1, in the column given by the i-th id",
         "start from a matrix of zeros of the right shape and set one entry per row; torch.nn."
         "functional has a function named after this encoding, too",
+        solution="one-hot",
     ),
     "inputs": Hints(
         "input vectors (B, N, d)",
@@ -35,13 +37,15 @@ HINTS = {
         "the token table is indexed by the ids; the position table by the positions 0, 1, ..., N-1",
         "both tables live in model.transformer (wte and wpe); the position vectors are the same "
         "for every row of the batch, so broadcasting adds them",
+        solution="input vectors",
     ),
     "bytes": Hints(
         "embedding table bytes",
         "count the numbers in the table first, then the bytes each number takes",
         "the token table has one row per vocabulary entry and one column per model dimension",
-        "vocab_size x n_embd numbers, times the bytes of one number in the dtype asked for (fp32: "
-        "4, fp16: 2, int8: 1)",
+        "read both sizes from the config (do not type them); one number takes 4 bytes in fp32, 2 "
+        "in fp16, 1 in int8",
+        solution="embedding bytes",
     ),
 }
 
@@ -51,12 +55,12 @@ def check_one_hot(answer: Any, ids: list[int], vocab_size: int) -> bool:
     name, hints = "one-hot matrix", HINTS["one_hot"]
     if unanswered(answer, name, hints):
         return False
-    if not isinstance(answer, torch.Tensor):
-        return failed(name, f"answer must be a tensor, got {type(answer).__name__}", hints)
+    got, bad = as_tensor(answer, what="a tensor")
+    if bad:
+        return failed(name, bad, hints)
     n = len(ids)
     t = torch.tensor(ids)
     expected = torch.nn.functional.one_hot(t, vocab_size).to(torch.float64)
-    got = answer.detach().to(torch.float64)
     if got.shape == expected.shape and torch.equal(got, expected):
         return passed(name)
     if got.shape == (vocab_size, n) and n != vocab_size:
@@ -94,15 +98,15 @@ def check_input_vectors(answer: Any, model, ids: torch.Tensor) -> bool:
     name, hints = "input vectors (B, N, d)", HINTS["inputs"]
     if unanswered(answer, name, hints):
         return False
-    if not isinstance(answer, torch.Tensor):
-        return failed(name, f"answer must be a tensor, got {type(answer).__name__}", hints)
+    got, bad = as_tensor(answer, what="a tensor")
+    if bad:
+        return failed(name, bad, hints)
     B, N = ids.shape
     with torch.no_grad():
-        tok = model.transformer.wte(ids)
-        wpe = model.transformer.wpe.weight
+        tok = model.transformer.wte(ids).double()
+        wpe = model.transformer.wpe.weight.double()
         pos = wpe[:N]
         expected = tok + pos
-        got = answer.detach()
         if got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6):
             return passed(name)
         if got.shape == expected.shape[1:] and torch.allclose(got, expected[0], atol=1e-6):
@@ -140,17 +144,27 @@ def check_embedding_bytes(answer: Any, config: str = "gpt3-175b", dtype: str = "
     name, hints = f"bytes of the {config} token table in {dtype}", HINTS["bytes"]
     if unanswered(answer, name, hints):
         return False
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        return failed(name, f"a number of bytes is an int, got {type(answer).__name__}", hints)
+    value, bad = as_number(answer, "a number of bytes")
+    if bad:
+        return failed(name, bad, hints)
     cfg = get_config(config)
     params = cfg.vocab_size * cfg.n_embd
     expected = params * sizes[dtype]
+    for unit, size in (("GiB (2^30 bytes)", 2**30), ("GB (10^9 bytes)", 10**9), ("MB", 10**6)):
+        if math.isclose(value, expected / size, rel_tol=5e-3):
+            return failed(
+                name, f"that is in {unit}; the question asks for the exact number of bytes", hints
+            )
+    if isinstance(value, float) and not value.is_integer():
+        return failed(name, f"a number of bytes is a whole number, got {value:g}", hints)
+    answer = int(value)
     if answer == expected:
         return passed(name)
     if answer == params:
         return failed(name, "that is the number of parameters, not of bytes", hints)
     if answer == expected * 8:
         return failed(name, "that is in bits: a byte is 8 bits", hints)
+
     wrong = {params * b: d for d, b in sizes.items() if d != dtype}
     if answer in wrong:
         return failed(name, f"that is the size in {wrong[answer]}, not in {dtype}", hints)

@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoint import CONV1D_WEIGHTS
 from ..model import GPT, Block, GPTConfig, GPTOutput
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import Hints, as_number, as_tensor, check_prediction, failed, passed, unanswered
 from . import call_answer as _call
 
 __all__ = [
@@ -49,24 +49,28 @@ HINTS = {
         "weight of the block needs it, even one whose shape looks right already",
         "a transpose swaps rows and columns (Tensor.t() or .T); reshape/view keep the numbers "
         "in their order and only cut them differently, which is not the same",
+        solution="convert block",
     ),
     "silent transposes": Hints(
         "silent transposes",
         "look at the four shapes in the file (the table of section 1)",
         "a forgotten transpose passes a shape check only when (in, out) and (out, in) are the "
         "same shape",
+        solution="silent transposes",
     ),
     "roofline": Hints(
         "roofline",
         "at batch 1, each token needs every weight read from memory once",
-        "tokens/s <= bandwidth / (bytes read per token); count bytes, not parameters, "
-        "and the tied embedding once",
+        "how long does reading every weight once take at that bandwidth? That bounds the time "
+        "per token; count bytes, not parameters, and the tied embedding once",
+        solution="roofline",
     ),
     "pair the hidden states": Hints(
         "pair the hidden states",
         "both lists start with the embedding output; check what the LAST entry of each is",
         "transformers applies the final LayerNorm to its last hidden state; the book keeps "
         "the block's output and has the normalised one elsewhere in its output (section 3)",
+        solution="hidden pairs",
     ),
 }
 
@@ -196,8 +200,9 @@ def check_roofline(answer: float | None) -> bool:
     hints = HINTS[name]
     if unanswered(answer, name, hints):
         return False
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        return failed(name, f"the answer must be a number, got {type(answer).__name__}", hints)
+    answer, bad = as_number(answer, "a number of tokens per second")
+    if bad:
+        return failed(name, bad, hints)
     params = 124_439_808
     expected = ROOFLINE_BANDWIDTH / (params * 4)
     wrong = [
@@ -216,6 +221,8 @@ def check_roofline(answer: float | None) -> bool:
     ]
     if abs(answer / expected - 1) < 0.02:
         return passed(name)
+    wrong.append((ROOFLINE_BANDWIDTH / 1e9 * 2**30 / (params * 4),
+                  "that takes 20 GB/s as 20 GiB/s: a GB is 10^9 bytes, a GiB 2^30"))  # fmt: skip
     for value, why in wrong:
         if abs(answer / value - 1) < 0.02:
             return failed(name, why, hints)
@@ -245,10 +252,9 @@ def check_hidden_pairs(fn: Callable[[list, GPTOutput, GPT], list] | None) -> boo
         got, err = _call(fn, ref, out, model)
     if err:
         return failed(name, err, hints)
-    try:
-        values = [float(v) for v in got]
-    except (TypeError, ValueError):
-        return failed(name, "return a list of numbers, one per hidden state", hints)
+    values, bad = _numbers(got)
+    if bad:
+        return failed(name, bad, hints)
     if len(values) != _CFG.n_layer + 1:
         return failed(
             name, f"expected {_CFG.n_layer + 1} numbers (n_layer + 1), got {len(values)}", hints
@@ -271,10 +277,11 @@ def check_hidden_pairs(fn: Callable[[list, GPTOutput, GPT], list] | None) -> boo
     moved[1][0, 0, 0] += 0.5  # a real difference after block 1 must show up, at index 1
     with torch.no_grad():
         got, err = _call(fn, moved, out, model)
-    try:
-        values = [float(v) for v in got]
-    except (TypeError, ValueError):
-        return failed(name, err or "return a list of numbers", hints)
+    if err:
+        return failed(name, err, hints)
+    values, bad = _numbers(got)
+    if bad:
+        return failed(name, bad, hints)
     if len(values) != len(ref) or abs(values[1] - 0.5) > 1e-5:
         return failed(
             name,
@@ -283,6 +290,22 @@ def check_hidden_pairs(fn: Callable[[list, GPTOutput, GPT], list] | None) -> boo
             hints,
         )
     return passed(name)
+
+
+def _numbers(got: Any) -> tuple[list[float], str]:
+    """A list of numbers from a list / tuple of numbers (any numeric type), a 1-D array or tensor."""
+    if isinstance(got, (list, tuple)):
+        values = []
+        for v in got:
+            x, bad = as_number(v, "a list of numbers, one per hidden state")
+            if bad:
+                return [], bad
+            values.append(float(x))
+        return values, ""
+    t, bad = as_tensor(got, what="a list of numbers, one per hidden state")
+    if bad or t.dim() != 1:
+        return [], bad or "expected a list of numbers, one per hidden state"
+    return t.tolist(), ""
 
 
 def check_stored_tensors(answer: Any, actual: int) -> bool:

@@ -19,6 +19,7 @@ from . import (
 )
 
 __all__ = [
+    "HINTS",
     "check_mlp_cut",
     "check_tp_bytes",
     "check_bubble",
@@ -58,6 +59,8 @@ BUBBLE_HINTS = Hints(
     "The idle share of one stage is (slots idle) / (slots in all), a fraction between 0 and 1.",
     solution="bubble",
 )
+
+HINTS = {h.name: h for h in (CUT_HINTS, BYTES_HINTS, BUBBLE_HINTS)}
 
 _CUTS = {"columns": "columns", "column": "columns", "cols": "columns", "col": "columns",
          "rows": "rows", "row": "rows"}  # fmt: skip

@@ -10,7 +10,7 @@ import torch
 
 from ..configs import get_config
 from ..model import GPT, GPTConfig
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import Hints, as_count, as_tensor, check_prediction, failed, passed, unanswered
 from . import call_answer as _safe_call
 
 __all__ = [
@@ -27,15 +27,18 @@ HINTS = {
         "the decoder's output comes before the projection to the vocabulary: what is one token's "
         "output made of?",
         "count the vectors (how many tokens?) and the numbers in each one (the model's width)",
-        "the model's width is a field of the configuration; multiply it by the prompt's length",
+        "the model's width is a field of the configuration; how many vectors does a prompt of "
+        "that length give?",
+        solution="output",
     ),
     "probs": Hints(
         "logits to probabilities",
         "each row of logits must become a distribution: non-negative, summing to 1",
         "softmax: exponentiate, then divide by the sum of the row; adding the same constant to every "
         "logit of a row does not change the result, and that is how to keep exp() finite",
-        "shift each row by its largest logit (keepdim=True so that it broadcasts), exponentiate, "
-        "and normalise over the last dimension (the vocabulary)",
+        "test your function on logits near 800: if exp() overflows, choose the constant of hint 2 "
+        "per row (a reduction with keepdim=True broadcasts); normalise over the last dimension",
+        solution="probs",
     ),
     "step": Hints(
         "one step of the loop",
@@ -43,14 +46,11 @@ HINTS = {
         "comes next?",
         "take the logits of the last position, choose the most likely id, and put it after the "
         "prompt: the result is one token longer",
-        "argmax over the vocabulary (the last dimension) of the last position; keep a (1, 1) shape "
-        "and concatenate along the token dimension (dim=1)",
+        "mind the shapes: the ids are (1, N) and the result must be (1, N + 1), so the new id "
+        "must keep two dimensions before it is joined along the token dimension",
+        solution="step",
     ),
 }
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def check_output_shape(answer: object, n_tokens: int = 10) -> bool:
@@ -58,8 +58,9 @@ def check_output_shape(answer: object, n_tokens: int = 10) -> bool:
     name, hints = "decoder output size", HINTS["output"]
     if unanswered(answer, name, hints):
         return False
-    if not _is_int(answer):
-        return failed(name, f"a count is an int, got {type(answer).__name__}", hints)
+    answer, bad = as_count(answer, "a count (a whole number)")
+    if bad:
+        return failed(name, bad, hints)
     cfg = get_config("gpt3-175b")
     N, d, V = n_tokens, cfg.n_embd, cfg.vocab_size
     if answer == N * d:
@@ -92,9 +93,10 @@ def check_probabilities(fn: object) -> bool:
     p, err = _safe_call(fn, small.clone())
     if err:
         return failed(name, err, hints)
-    if not isinstance(p, torch.Tensor) or p.shape != small.shape:
-        return failed(name, "return a tensor of the same shape as the logits", hints)
-    p = p.detach().float()
+    p, bad = as_tensor(p, tuple(small.shape), "a tensor of the logits' shape")
+    if bad:
+        return failed(name, bad, hints)
+    p = p.float()
     e = small.exp()
     variants = [
         (
@@ -129,8 +131,9 @@ def check_probabilities(fn: object) -> bool:
     p, err = _safe_call(fn, big.clone())
     if err:
         return failed(name, err, hints)
-    if not isinstance(p, torch.Tensor) or p.shape != big.shape:
-        return failed(name, "return a tensor of the same shape as the logits", hints)
+    p, bad = as_tensor(p, tuple(big.shape), "a tensor of the logits' shape")
+    if bad:
+        return failed(name, f"for logits near +-800: {bad}", hints)
     if not torch.isfinite(p).all():
         return failed(
             name,
@@ -178,9 +181,9 @@ def check_one_step(fn: object, model: GPT | None = None) -> bool:
         got, err = _safe_call(fn, model, ids.clone())
     if err:
         return failed(name, err, hints)
-    if not isinstance(got, torch.Tensor):
-        return failed(name, f"return a tensor of ids, got {type(got).__name__}", hints)
-    got = got.detach()
+    got, bad = as_tensor(got, what="a tensor of ids")
+    if bad:
+        return failed(name, bad, hints)
     if got.numel() == 1 and int(got.flatten()[0]) == new:
         return failed(
             name,

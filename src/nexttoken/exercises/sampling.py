@@ -44,6 +44,7 @@ TOP_K_HINTS = Hints(
     "values sorted, largest first); a logit is kept when it is not below that threshold.",
     "Keep the threshold's dimension (index with a slice, not an integer) so that it broadcasts "
     "against a (B, V) batch, and fill the masked positions with float('-inf'), not 0.",
+    solution="top-k",
 )
 TOP_P_HINTS = Hints(
     "top-p filter",
@@ -51,8 +52,10 @@ TOP_P_HINTS = Hints(
     "in that order.",
     "The kept set is the SHORTEST head of that ranking whose mass reaches p: the token whose "
     "probability makes the running total cross p is still kept.",
-    "A token is dropped when the tokens ranked above it already reach p, i.e. when its cumulative "
-    "sum minus its own probability is >= p; scatter that mask back to vocabulary order.",
+    "A token is dropped only when the tokens ranked ABOVE it already reach p (its own "
+    "probability does not count); build that mask in sorted order, then scatter it back to "
+    "vocabulary order.",
+    solution="top-p",
 )
 TEMPERATURE_HINTS = Hints(
     "temperature",
@@ -68,8 +71,9 @@ CHI_SQUARE_HINTS = Hints(
     "Pearson's statistic compares each observed count O_i with its expected count E_i.",
     "The expected count of category i is the number of draws times its probability: "
     "E_i = n p_i, with n the total of the observed counts.",
-    "Sum the squared gaps, each divided by its EXPECTED count (not the observed one): "
-    "sum_i (O_i - E_i)^2 / E_i. It is one number, not a p-value.",
+    "Each category's gap is squared and compared with its EXPECTED count (not the observed "
+    "one); the statistic adds up one such term per category. It is one number, not a p-value.",
+    solution="chi-square",
 )
 HINTS = {h.name: h for h in (TOP_K_HINTS, TOP_P_HINTS, TEMPERATURE_HINTS, CHI_SQUARE_HINTS)}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..bpe import pretokenize
 from ..tokenizer import get_encoding, mergeable_ranks
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import Hints, as_count, check_prediction, failed, passed, unanswered
 
 __all__ = [
     "HINTS",
@@ -31,14 +31,17 @@ HINTS = {
         "token count",
         "a token is neither a word nor a character: ask the encoding itself",
         "encode the text with the encoding named in the exercise and count what comes back",
-        "get_encoding(name) gives an Encoding; its encode method returns the list of ids",
+        "get_encoding(name) gives an Encoding; one of its methods turns text into a list of ids",
+        solution="token count",
     ),
     "vocab": Hints(
         "vocabulary size",
         "do not quote a round number from memory: the encoding knows its own size",
         "the size counts the ordinary tokens and the special tokens; look at the attributes of "
         "the Encoding object (dir(enc))",
-        "the attribute whose name starts with n_ is the size used for the model's output layer",
+        "one attribute of the Encoding is the size used for the model's output layer (one row per "
+        "id, up to the largest)",
+        solution="vocab size",
     ),
     "merge": Hints(
         "first BPE merge",
@@ -47,6 +50,7 @@ HINTS = {
         "for each pre-token, list its adjacent byte pairs; add up the counts over all pre-tokens",
         "the most frequent pair wins; on a tie, the pair with the smallest byte values (the rule "
         "of nexttoken.bpe.train); order matters: (left, right)",
+        solution="first merge",
     ),
     "pieces": Hints(
         "gpt2 token strings",
@@ -54,12 +58,9 @@ HINTS = {
         "text back, spaces included",
         "decode the ids one at a time, not all at once",
         "in GPT-2's pre-tokens a space belongs to the word after it, never to the word before",
+        solution="pieces",
     ),
 }
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def check_token_count(answer: int | None, encoding: str = "gpt2", text: str = FRENCH) -> bool:
@@ -67,8 +68,9 @@ def check_token_count(answer: int | None, encoding: str = "gpt2", text: str = FR
     name, hints = f"tokens of {text!r} in {encoding}", HINTS["count"]
     if unanswered(answer, name, hints):
         return False
-    if not _is_int(answer):
-        return failed(name, f"a count is an int, got {type(answer).__name__}", hints)
+    answer, bad = as_count(answer, "a count (a whole number)")
+    if bad:
+        return failed(name, bad, hints)
     expected = len(get_encoding(encoding).encode(text))
     if answer == expected:
         return passed(name)
@@ -93,8 +95,9 @@ def check_vocab_size(answer: int | None, encoding: str = "o200k_base") -> bool:
     name, hints = f"vocabulary size of {encoding}", HINTS["vocab"]
     if unanswered(answer, name, hints):
         return False
-    if not _is_int(answer):
-        return failed(name, f"a size is an int, got {type(answer).__name__}", hints)
+    answer, bad = as_count(answer, "a size (a whole number)")
+    if bad:
+        return failed(name, bad, hints)
     enc = get_encoding(encoding)
     expected = enc.n_vocab
     if answer == expected:
@@ -211,6 +214,8 @@ def check_pieces(answer: Any, text: str = " The cat eats a mouse") -> bool:
         return failed(name, "those are the ids: decode each one to its string", hints)
     if isinstance(answer, list) and answer == [enc.decode_single_token_bytes(i) for i in ids]:
         return failed(name, "those are bytes: decode them to str", hints)
+    if isinstance(answer, tuple):
+        answer = list(answer)
     if not isinstance(answer, list) or not all(isinstance(p, str) for p in answer):
         return failed(name, "answer must be a list of str, one per token", hints)
     if answer == expected:

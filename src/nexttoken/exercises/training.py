@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import Hints, check_prediction, failed, passed, unanswered
+from . import Hints, as_number, as_tensor, check_prediction, failed, passed, unanswered
 from . import call_answer as _call
 
 __all__ = [
@@ -35,36 +35,46 @@ HINTS = {
         "pick the target's entry at every position, then average",
         "torch.log_softmax(..., dim=-1) gives log-probabilities without computing log(0); "
         "Tensor.gather picks one entry per row along the last axis; the loss is a mean, not a sum",
+        solution="cross-entropy",
     ),
     "loss of a uniform guess": Hints(
         "loss of a uniform guess",
         "if every token is equally likely, what probability does the true token get?",
-        "each of the V tokens gets probability 1/V; the loss is -log of it, with the natural log",
+        "what probability does each of the V tokens get? The loss is minus the natural log of "
+        "the true token's probability",
+        solution="uniform loss",
     ),
     "perplexity": Hints(
         "perplexity",
         "a loss of l nats means the model gave the true token e^-l on average (geometric mean)",
         "perplexity is the number of equally likely choices that would give the same loss: "
         "the inverse of that average probability, with e as the base (the loss is in nats)",
+        solution="perplexity",
     ),
     "nats per character": Hints(
         "nats per character",
         "first find the total loss of the whole text, in nats",
-        "the total is (nats per token) x (number of tokens); spread it over the characters",
+        "the total loss of a text does not depend on how it is cut into pieces: compute it from "
+        "the tokens, then share it out over the characters",
+        solution="nats per char",
     ),
     "inputs and next-token targets": Hints(
         "inputs and next-token targets",
         "y[i] must be the token that comes right after x[i] in data",
-        "both windows have n tokens and come from data itself; y starts one position later",
+        "both windows have n tokens and come from data itself; how far apart do they start?",
+        solution="targets",
     ),
 }
 
 
 def _number(x: Any) -> float | None:
-    if isinstance(x, torch.Tensor) and x.numel() == 1:
-        return float(x)
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return float(x)
+    """``x`` as a float (any numeric type, a one-element tensor or array; nan and inf kept, for the
+    checkers explain where they come from), or None for a string, a bool, None, several numbers."""
+    value, bad = as_number(x)
+    if not bad:
+        return float(value)
+    if "finite number" in bad:
+        return math.nan if "nan" in bad else -math.inf if "-inf" in bad else math.inf
     return None
 
 
@@ -167,7 +177,7 @@ def check_uniform_loss(answer: Any, vocab_size: int = 4096) -> bool:
         math.log2(vocab_size): "that is in bits (log base 2); the loss uses the natural log (nats)",
         math.log10(vocab_size): "that is log base 10; the loss uses the natural log (nats)",
         1 / vocab_size: "that is the probability of the true token, not the loss -log p",
-        float(vocab_size): "that is the perplexity (e ** loss), not the loss",
+        float(vocab_size): "that is the perplexity, not the loss",
         -want: "the minus sign is missing: a loss -log p is never negative",
     }
     if _close(got, want):
@@ -271,8 +281,14 @@ def check_targets(fn: Callable[[torch.Tensor, int, int], tuple] | None) -> bool:
             return failed(name, err, hints)
         if not (isinstance(out, tuple | list) and len(out) == 2):
             return failed(name, "return a pair (x, y)", hints)
-        x, y = (torch.as_tensor(t) for t in out)
-        want_x, want_y = data[start : start + n], data[start + 1 : start + n + 1]
+        (x, bad_x), (y, bad_y) = (as_tensor(t, what="a 1-D window of ids") for t in out)
+        if bad_x or bad_y:
+            return failed(name, bad_x or bad_y, hints)
+        if x.dim() != 1 or y.dim() != 1:
+            return failed(name, f"x and y are 1-D windows, got shapes {tuple(x.shape)} and "
+                          f"{tuple(y.shape)}", hints)  # fmt: skip
+        ref = data.double()
+        want_x, want_y = ref[start : start + n], ref[start + 1 : start + n + 1]
         if torch.equal(x, want_x) and torch.equal(y, want_y):
             continue
         if torch.equal(x, want_y) and torch.equal(y, want_x):
@@ -286,7 +302,7 @@ def check_targets(fn: Callable[[torch.Tensor, int, int], tuple] | None) -> bool:
             return failed(name, f"x should be the {n} tokens of data from position start", hints)
         if torch.equal(y, x):
             return failed(name, "y equals x: the model would learn to copy, not to predict", hints)
-        if torch.equal(y, data[start - 1 : start + n - 1]):
+        if torch.equal(y, ref[start - 1 : start + n - 1]):
             return failed(
                 name, "y is one token behind x: the target is the token that comes next", hints
             )
