@@ -131,6 +131,24 @@ def test_a_step_that_fails_half_way_loses_no_request(book, monkeypatch, fail_at)
     assert engine.cache.num_free == engine.cache.num_blocks
 
 
+def test_a_model_moved_to_another_dtype_mid_run_is_refused_and_loses_nothing(book):
+    import copy
+
+    model = copy.deepcopy(book)
+    engine = Engine(model, max_batch=2, num_blocks=16, block_tokens=8)
+    work = {engine.add_request([1, 2, 3], 5, temperature=0): ([1, 2, 3], 5)}
+    engine.step()
+    work[engine.add_request([4, 5, 6, 7], 4, temperature=0)] = ([4, 5, 6, 7], 4)
+    before = _engine_state(engine)
+    model.double()
+    with pytest.raises(ValueError, match="weights are torch.float64.*made for torch.float32"):
+        engine.step()
+    assert _same_state(before, _engine_state(engine))
+    model.float()
+    res = engine.run()
+    assert {i: res[i] for i in work} == {i: _alone(book, p, n) for i, (p, n) in work.items()}
+
+
 def _engine_state(engine):
     """Everything a refused request must leave as it was."""
     cache = engine.cache

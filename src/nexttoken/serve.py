@@ -274,9 +274,21 @@ class Engine:
             self.cache.free(req.id)
         req.state, req.finish_step, req.finish_time = "finished", self.steps, self.clock()
 
+    def _check_model(self) -> None:
+        """Raise ValueError, before the step changes anything, if the model's weights changed
+        dtype or device since the pool was made for them."""
+        w, pool = self.model.transformer.wte.weight, self.cache.k[0]
+        if (w.dtype, w.device) != (pool.dtype, pool.device):
+            raise ValueError(
+                f"the model's weights are {w.dtype} on {w.device}, the engine's KV pool was made "
+                f"for {pool.dtype} on {pool.device}: move the model back (nothing was lost: every "
+                f"request resumes at the next step) or make a new Engine"
+            )
+
     def step(self) -> dict[int, int]:
         """One step: admit, decode every running request by one token, prefill the new ones,
         retire the finished. Returns ``{request id: token generated in this step}``."""
+        self._check_model()
         device = self.model.device
         for r in self.running:  # finished in a step that failed afterwards
             if r.done():
