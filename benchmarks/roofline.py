@@ -218,6 +218,19 @@ def operations(repeats: int) -> list[dict]:
     return ops
 
 
+def markdown_table(res: dict) -> str:
+    """The operations as the table of benchmarks/RESULTS.md (roof: the 1-thread roof there)."""
+    from nexttoken.roofline import machine_roof, roof
+
+    one = machine_roof(res, 1)
+    lines = ["| operation | FLOP/byte | GFLOP/s | roof there |", "|---|---|---|---|"]
+    for op in res["operations"]:
+        i, g = op["flops"] / op["bytes"], op["flops"] / op["seconds"] / 1e9
+        top = roof(i, one["bandwidth_GB_per_s"], one["peak_GFLOP_per_s"])
+        lines.append(f"| {op['label']} | {i:.2f} | {g:.1f} | {top:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -256,7 +269,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(
             f"{op['label']:<36} {op['FLOP_per_byte']:8.2f} FLOP/byte {op['GFLOP_per_s']:8.1f} GFLOP/s"
         )
-    print(f"wrote {args.out} in {res['seconds']} s")
+    print(f"wrote {args.out} in {res['seconds']} s; for benchmarks/RESULTS.md:")
+    print(markdown_table(res))
     return res
 
 
