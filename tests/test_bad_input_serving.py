@@ -18,7 +18,7 @@ from nexttoken import load_book_model
 from nexttoken.batching import check_prompts, generate_batch, padded_batch
 from nexttoken.generate import generate
 from nexttoken.model import GPT, GPTConfig
-from nexttoken.paged import PagedKVCache, blocks_for
+from nexttoken.paged import PagedBatch, PagedKVCache, blocks_for, pool_bytes
 from nexttoken.serve import Engine
 from nexttoken.speculative import (
     accept_or_resample,
@@ -370,6 +370,11 @@ ERRORS = [
     (lambda: _cache().batch(["zz"], 1), ValueError, "unknown sequence 'zz'"),
     (lambda: _cache().free("zz"), ValueError, "unknown sequence 'zz'"),
     (lambda: _cache().capacity("zz"), ValueError, "unknown sequence 'zz'"),
+    (lambda: PagedBatch(_cache(), ["x"], 1), ValueError, "'x' has room for 0 tokens, 1 needed"),
+    (lambda: PagedBatch(_cache(), ["zz"], 1), ValueError, "unknown sequence 'zz'"),
+    (lambda: PagedBatch("pool", ["x"], 1), TypeError, "cache must be a PagedKVCache"),
+    (lambda: pool_bytes(CFG, 4, 4, torch.int8), TypeError, "dtype must be a floating"),
+    (lambda: pool_bytes(CFG, 0, 4, torch.float32), ValueError, "num_blocks must be >= 1"),
     # serve
     (lambda: Engine(_model(), max_batch=8, num_blocks=4, block_tokens=4), ValueError,
      r"max_batch \(8\) .* num_blocks \(4\)"),
@@ -422,6 +427,18 @@ def test_bad_arguments_are_clear_errors(call, err, match):
 def test_a_pool_on_a_missing_gpu_is_refused():
     with pytest.raises(ValueError, match="'cuda': CUDA is not available"):
         PagedKVCache(CFG, 4, 4, device="cuda")
+
+
+def test_update_refuses_keys_of_another_shape_before_writing():
+    cache = _cache()
+    cache.reserve("x", 2)
+    view = PagedBatch(cache, ["x"], 2)
+    view.check(1, 2)
+    k = torch.zeros(1, 2, 3, 16)  # 3 new positions, the view was made for 2
+    before = _pool(cache)
+    with pytest.raises(ValueError, match=r"k must be a \(B=1, H, n_new=2, d_head\) tensor"):
+        view.update(0, k, k)
+    assert _same_pool(before, _pool(cache))
 
 
 def test_generate_batch_refuses_a_batch_whose_cache_does_not_fit(monkeypatch):

@@ -229,6 +229,13 @@ def batch_memory(
     ``2 L B H T d_head`` numbers of the weights' dtype (``T = longest + max_new_tokens``), and
     the prefill's largest activations in float32 (the MLP's ``4 d`` per position, each head's
     ``L_max x L_max`` scores with the padding mask, one row of logits per prompt)."""
+    if not isinstance(config, GPTConfig):
+        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("longest", longest)
+    _check_int("max_new_tokens", max_new_tokens, 0)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a tensor (the model's), got {type(weight).__name__}")
     c, B, L = config, batch_size, longest
     T = L + max_new_tokens
     kv = 2 * c.n_layer * B * T * c.n_embd * weight.element_size()

@@ -87,6 +87,11 @@ def blocks_for(n_tokens: int, block_tokens: int) -> int:
 def pool_bytes(config: GPTConfig, num_blocks: int, block_tokens: int, dtype: torch.dtype) -> int:
     """Bytes of a pool's keys and values: ``2 * n_layer * num_blocks * block_tokens * n_embd``
     numbers of ``dtype``."""
+    if not isinstance(config, GPTConfig):
+        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+    _check_positive_int("num_blocks", num_blocks)
+    _check_positive_int("block_tokens", block_tokens)
+    _check_dtype(dtype)
     item = torch.empty((), dtype=dtype).element_size()
     return 2 * config.n_layer * num_blocks * block_tokens * config.n_embd * item
 
@@ -94,6 +99,8 @@ def pool_bytes(config: GPTConfig, num_blocks: int, block_tokens: int, dtype: tor
 def device_memory(device: torch.device) -> int | None:
     """Bytes this process can still allocate on ``device``: the CPU's available memory
     (:func:`nexttoken.train.available_memory`), a CUDA device's free memory, None when unknown."""
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device must be a torch.device, got {type(device).__name__}")
     if device.type == "cpu":
         return available_memory()
     if device.type == "cuda":
@@ -105,12 +112,24 @@ def check_memory(need: int, device: torch.device, what: str, advice: str) -> Non
     """Raise ValueError, with the numbers, when ``need`` bytes exceed what ``device`` has free.
 
     ``what`` says what needs them (``"a pool of ..."``), ``advice`` what to change."""
+    _check_int("need", need, 0)
+    if not isinstance(what, str) or not isinstance(advice, str):
+        raise TypeError("what and advice must be str (they go into the error message)")
     have = device_memory(device)
     if have is not None and need > have:
         raise ValueError(
             f"{what} needs about {format_bytes(need)} of memory; the {device.type} device has "
             f"{format_bytes(have)} available. {advice}"
         )
+
+
+def _check_dtype(dtype: object) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype (the model's: torch.float32, "
+            f"torch.bfloat16, ...), got {dtype!r}"
+        )
+    return dtype
 
 
 def _check_device(device: object) -> torch.device:
@@ -157,11 +176,7 @@ class PagedKVCache:
                 f"block_tokens must be in [1, {config.block_size}] (the context length "
                 f"block_size: no sequence holds more), got {block_tokens}"
             )
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(
-                f"dtype must be a floating-point torch.dtype (the model's: torch.float32, "
-                f"torch.bfloat16, ...), got {dtype!r}"
-            )
+        _check_dtype(dtype)
         device = _check_device(device)
         check_memory(
             pool_bytes(config, num_blocks, block_tokens, dtype),
@@ -326,7 +341,19 @@ class PagedBatch:
     """
 
     def __init__(self, cache: PagedKVCache, seqs: list, n_new: int) -> None:
-        self.cache, self.seqs, self.n_new = cache, seqs, n_new
+        """Made by :meth:`PagedKVCache.batch`, which reserves the blocks first."""
+        if not isinstance(cache, PagedKVCache):
+            raise TypeError(f"cache must be a PagedKVCache, got {type(cache).__name__}")
+        _check_positive_int("n_new", n_new)
+        for s in seqs:
+            cache._known(s)
+            if cache.capacity(s) < cache.lengths[s] + n_new:
+                raise ValueError(
+                    f"sequence {s!r} has room for {cache.capacity(s)} tokens, "
+                    f"{cache.lengths[s] + n_new} needed: make views with cache.batch(...), "
+                    f"which reserves the blocks"
+                )
+        self.cache, self.seqs, self.n_new = cache, list(seqs), n_new
         self._made = [(cache.generations[s], cache.lengths[s]) for s in seqs]
         self._state = "ready"  # ready -> running (check) -> done (advance)
         self._taken: set[str] = set()  # which of positions / mask the caller has read
@@ -422,9 +449,18 @@ class PagedBatch:
             )
         self._state = "running"
 
-    def _check_kv(self, k: torch.Tensor) -> None:
+    def _check_kv(self, k: torch.Tensor, v: torch.Tensor) -> None:
         pool = self.cache.k[0]
         H, dh = pool.shape[2:]
+        B, N = len(self.seqs), self.n_new
+        for name, t in (("k", k), ("v", v)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[::2] != (B, N):
+                raise ValueError(
+                    f"{name} must be a (B={B}, H, n_new={N}, d_head) tensor, got "
+                    f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
+                )
+        if v.shape != k.shape or v.dtype != k.dtype:
+            raise ValueError(f"k and v must match, got {tuple(k.shape)} and {tuple(v.shape)}")
         if k.dtype != pool.dtype or k.device != pool.device:
             raise ValueError(
                 f"this pool's dtype is {pool.dtype} on {pool.device}, the model's keys are "
@@ -451,7 +487,7 @@ class PagedBatch:
                 f"make the pool with PagedKVCache.for_model(model, ...)"
             )
         if layer == 0:  # every layer's keys have layer 0's dtype and shape
-            self._check_kv(k)
+            self._check_kv(k, v)
         kp = self.cache.k[layer].view(-1, *self.cache.k[layer].shape[2:])  # (slots, H, d_head)
         vp = self.cache.v[layer].view(-1, *self.cache.v[layer].shape[2:])
         B, H, N, dh = k.shape
