@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from nexttoken.checkpoint import (
     CONV1D_WEIGHTS,
     convert_gpt2_state_dict,
+    export_hf_gpt2,
     find_gpt2,
     gpt2_config_from_hf,
     gpt2_tensor_map,
@@ -236,3 +237,76 @@ def test_the_same_weights_always_give_the_same_bytes(tmp_path):
         hashes.add(sha256_file(path))
     assert len(hashes) == 1
     assert read_metadata(path) == {"step": "3", "note": "x"}
+
+
+# --- issue 24: quantized models --------------------------------------------------------------------
+
+
+def test_int8_model_saves_and_loads_equal(tiny_model, tmp_path):
+    from safetensors import safe_open
+
+    from nexttoken.generate import generate
+    from nexttoken.quantize import Float64Attention, RowInt8Linear, quantize
+
+    q = quantize(tiny_model, "int8")
+    path = save_model(q, tmp_path / "q.safetensors", metadata={"note": "x"})
+    with safe_open(str(path), framework="pt") as f:
+        assert f.get_tensor("lm_head.weight_int8").dtype == torch.int8
+        assert f.get_tensor("transformer.h.0.mlp.c_fc.weight_scale").dtype == torch.float32
+    assert read_metadata(path) == {"note": "x"}
+    back = load_model(path, expected_sha256=sha256_file(path))
+    assert (
+        type(back.lm_head) is RowInt8Linear and type(back.transformer.h[1].attn) is Float64Attention
+    )
+    want, got = q.state_dict(), back.state_dict()
+    assert list(got) == list(want) and all(torch.equal(want[k], got[k]) for k in want)
+    for p in ([5, 6, 7], [1], list(range(20))):
+        assert (
+            generate(back, p, 4, temperature=0).tolist()
+            == generate(q, p, 4, temperature=0).tolist()
+        )
+    again = save_model(back, tmp_path / "again.safetensors", metadata={"note": "x"})
+    assert again.read_bytes() == path.read_bytes()  # the same bytes
+    with pytest.raises(ValueError, match="int8 checkpoint: it loads as stored"):
+        load_model(path, dtype=torch.bfloat16)
+
+
+def test_int8_checkpoint_with_a_float_weight_is_refused(tiny_model, tmp_path):
+    from safetensors import safe_open
+
+    from nexttoken.quantize import quantize
+
+    path = save_model(quantize(tiny_model, "int8"), tmp_path / "q.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors["lm_head.weight_int8"] = tensors["lm_head.weight_int8"].float()
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(
+        ValueError, match="tensor lm_head.weight_int8 has dtype torch.float32; expected int8"
+    ):
+        load_model(path)
+
+
+def test_other_quantized_copies_are_refused_by_save_model(tiny_model, tmp_path):
+    from nexttoken.quantize import int8_weights
+
+    with pytest.raises(TypeError, match="save_model cannot store .*Int8Linear.*quantize it after"):
+        save_model(int8_weights(tiny_model), tmp_path / "t.safetensors")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bf16_model_saves_and_loads(tiny_model, tmp_path):
+    from nexttoken.quantize import quantize
+
+    b = quantize(tiny_model, "bf16")
+    back = load_model(save_model(b, tmp_path / "b.safetensors"))
+    assert back.transformer.wte.weight.dtype == torch.bfloat16
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in b.state_dict().items())
+
+
+def test_export_hf_refuses_a_quantized_model(tiny_model, tmp_path):
+    from nexttoken.quantize import quantize
+
+    with pytest.raises(TypeError, match="export_hf_gpt2 writes float models"):
+        export_hf_gpt2(quantize(tiny_model, "int8"), tmp_path / "hf")
