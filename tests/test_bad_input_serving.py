@@ -441,6 +441,22 @@ def test_update_refuses_keys_of_another_shape_before_writing():
     assert _same_pool(before, _pool(cache))
 
 
+def test_an_engine_whose_batch_does_not_fit_is_refused(monkeypatch):
+    """GPT-2's shape (on the meta device: nothing allocated), a device with 20 GB: a pool of
+    10,000 blocks of 16 tokens (11.8 GB) fits with 8 slots, not with 10,000 (each slot's step
+    gathers up to 1,024 positions of keys and values and projects a row of 50,257 logits: 128 GB
+    more)."""
+    monkeypatch.setattr(paged_module, "device_memory", lambda device: 20 * 10**9)
+    with torch.device("meta"):
+        gpt2 = GPT(GPTConfig(n_layer=12, n_head=12, n_embd=768, name="gpt2-shape"))
+    kw = {"num_blocks": 10_000, "block_tokens": 16}
+    assert Engine(gpt2, max_batch=8, **kw).cache.nbytes() == 11_796_480_000
+    with pytest.raises(
+        ValueError, match="max_batch=10000.*pool 11.8 GB.*needs about 139.7 GB.*20.0 GB"
+    ):
+        Engine(gpt2, max_batch=10_000, **kw)
+
+
 def test_generate_batch_refuses_a_batch_whose_cache_does_not_fit(monkeypatch):
     """The KV cache of ``B`` rows is estimated first and refused, with the numbers, when it does
     not fit the device (here: a device that pretends to have 1 MB)."""

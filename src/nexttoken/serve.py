@@ -51,6 +51,7 @@ from .paged import (
     pool_bytes,
 )
 from .sampling import check_generator, check_sampling_args, sample
+from .sizes import format_bytes
 
 __all__ = ["Engine", "Request"]
 
@@ -165,7 +166,8 @@ class Engine:
             pool + step,
             w.device,
             f"an engine with max_batch={B}, num_blocks={num_blocks} and block_tokens="
-            f"{block_tokens} (its KV pool {pool:,} bytes, a step's keys, values and logits)",
+            f"{block_tokens} (its KV pool {format_bytes(pool)}, then a full step's keys, values "
+            f"and logits)",
             "Use a smaller pool or batch.",
         )
 
