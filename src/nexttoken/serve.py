@@ -183,8 +183,13 @@ class Engine:
         generator: torch.Generator | None = None,
         stop_token: int | None = None,
     ) -> int:
-        """Queue a request; returns its id. Settings as :func:`nexttoken.generate.generate`'s
-        (``temperature=0`` is greedy). Checked now, with a clear error, not at its first step."""
+        """Queue a request; returns its id (ids count up from 0, never reused). Settings as
+        :func:`nexttoken.generate.generate`'s (``temperature=0`` is greedy). Checked now, with a
+        clear error, not at its first step; a refused request changes nothing.
+
+        A sampled request draws exactly what ``generate`` draws alone with the same ``generator``
+        when the generator is its own: requests sharing one generator interleave their draws
+        (reproducible, but not the draws each would make alone)."""
         cfg = self.model.config
         prompt = check_prompt(prompt, cfg.vocab_size)
         check_max_new_tokens(max_new_tokens)
