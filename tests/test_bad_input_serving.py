@@ -373,6 +373,7 @@ ERRORS = [
     (lambda: PagedBatch(_cache(), ["x"], 1), ValueError, "'x' has room for 0 tokens, 1 needed"),
     (lambda: PagedBatch(_cache(), ["zz"], 1), ValueError, "unknown sequence 'zz'"),
     (lambda: PagedBatch("pool", ["x"], 1), TypeError, "cache must be a PagedKVCache"),
+    (lambda: PagedBatch(_cache(), [], 1), ValueError, "at least one sequence"),
     (lambda: pool_bytes(CFG, 4, 4, torch.int8), TypeError, "dtype must be a floating"),
     (lambda: pool_bytes(CFG, 0, 4, torch.float32), ValueError, "num_blocks must be >= 1"),
     # serve

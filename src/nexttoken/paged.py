@@ -304,20 +304,24 @@ class PagedKVCache:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
     # --- the view the model reads and writes -------------------------------------------------
+    def _check_seqs(self, seqs: object) -> list:
+        """``seqs`` as a list of distinct sequences of this pool (at least one), or an error."""
+        if not isinstance(seqs, (list, tuple)):
+            raise TypeError(f"seqs must be a list of sequence ids, got {type(seqs).__name__}")
+        if not seqs:
+            raise ValueError("a batch needs at least one sequence")
+        for s in seqs:
+            self._known(s)
+        if len(set(seqs)) != len(seqs):
+            raise ValueError("a sequence appears twice in one batch")
+        return list(seqs)
+
     def batch(self, seqs: Sequence, n_new: int) -> PagedBatch:
         """The cache view for one forward pass that appends ``n_new`` tokens to each of ``seqs``.
 
         Blocks are reserved first, for all of ``seqs`` at once (or :class:`PoolExhausted`, with
         nothing changed). The view serves one forward pass (see :class:`PagedBatch`)."""
-        if not isinstance(seqs, (list, tuple)):
-            raise TypeError(f"seqs must be a list of sequence ids, got {type(seqs).__name__}")
-        seqs = list(seqs)
-        if not seqs:
-            raise ValueError("batch() needs at least one sequence")
-        for s in seqs:
-            self._known(s)
-        if len(set(seqs)) != len(seqs):
-            raise ValueError("a sequence appears twice in one batch")
+        seqs = self._check_seqs(seqs)
         _check_positive_int("n_new", n_new)
         self._take(self._plan({s: self.lengths[s] + n_new for s in seqs}))
         return PagedBatch(self, seqs, n_new)
@@ -344,32 +348,25 @@ class PagedBatch:
         """Made by :meth:`PagedKVCache.batch`, which reserves the blocks first."""
         if not isinstance(cache, PagedKVCache):
             raise TypeError(f"cache must be a PagedKVCache, got {type(cache).__name__}")
+        seqs = cache._check_seqs(seqs)
         _check_positive_int("n_new", n_new)
         for s in seqs:
-            cache._known(s)
             if cache.capacity(s) < cache.lengths[s] + n_new:
                 raise ValueError(
                     f"sequence {s!r} has room for {cache.capacity(s)} tokens, "
                     f"{cache.lengths[s] + n_new} needed: make views with cache.batch(...), "
                     f"which reserves the blocks"
                 )
-        self.cache, self.seqs, self.n_new = cache, list(seqs), n_new
+        self.cache, self.seqs, self.n_new = cache, seqs, n_new
         self._made = [(cache.generations[s], cache.lengths[s]) for s in seqs]
         self._state = "ready"  # ready -> running (check) -> done (advance)
         self._taken: set[str] = set()  # which of positions / mask the caller has read
         device = cache.k[0].device
-        bt = cache.block_tokens
         past = torch.tensor([cache.lengths[s] for s in seqs], device=device)  # (B,)
         T = int(past.max()) + n_new
         self.length = int(past.max())  # for GPT.run's context check
         cols = torch.arange(T, device=device)
-        # block table as a (B, max_blocks) tensor; padding entries point at block 0 (masked)
-        n_blocks = blocks_for(T, bt)
-        table = torch.zeros(len(seqs), n_blocks, dtype=torch.long, device=device)
-        for b, s in enumerate(seqs):
-            blocks = cache.tables[s][:n_blocks]
-            table[b, : len(blocks)] = torch.tensor(blocks, dtype=torch.long, device=device)
-        slots = table.gather(1, (cols // bt).expand(len(seqs), T)) * bt + cols % bt  # (B, T)
+        slots = self._slots(T)  # (B, T)
         self.read_slots = slots
         new_cols = past[:, None] + torch.arange(n_new, device=device)  # (B, n_new)
         self.write_slots = slots.gather(1, new_cols).reshape(-1)
@@ -380,6 +377,18 @@ class PagedBatch:
         else:
             keys = cols[None, None, :]  # key j may be seen by new token i if j <= its position
             self._mask = (keys <= new_cols[:, :, None])[:, None]  # (B, 1, n_new, T)
+
+    def _slots(self, T: int) -> torch.Tensor:
+        """``(B, T)``: the pool slot of each sequence's positions ``0 .. T-1``, through its block
+        table (positions past a sequence's blocks point into block 0: masked, never written)."""
+        cache, bt, device = self.cache, self.cache.block_tokens, self.cache.k[0].device
+        n_blocks = blocks_for(T, bt)
+        table = torch.zeros(len(self.seqs), n_blocks, dtype=torch.long, device=device)
+        for b, s in enumerate(self.seqs):
+            blocks = cache.tables[s][:n_blocks]
+            table[b, : len(blocks)] = torch.tensor(blocks, dtype=torch.long, device=device)
+        cols = torch.arange(T, device=device)
+        return table.gather(1, (cols // bt).expand(len(self.seqs), T)) * bt + cols % bt
 
     @property
     def positions(self) -> torch.Tensor:
