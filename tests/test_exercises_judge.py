@@ -21,12 +21,17 @@ from hypothesis import strategies as st
 
 from nexttoken.exercises import SOLUTIONS, Hints, as_count, as_number, as_tensor, solution
 from nexttoken.exercises import attention as ex03
+from nexttoken.exercises import decoder as ex04
+from nexttoken.exercises import embeddings as ex02
 from nexttoken.exercises import faster as ex11
+from nexttoken.exercises import gpt2 as ex09
 from nexttoken.exercises import logits as ex05
 from nexttoken.exercises import loop as ex07
 from nexttoken.exercises import parallel as ex12
+from nexttoken.exercises import pipeline as ex00
 from nexttoken.exercises import sampling as ex06
 from nexttoken.exercises import serving as ex10
+from nexttoken.exercises import training as ex08
 from nexttoken.exercises._judge import _SINGULAR  # noqa: F401 (the module loads)
 
 
@@ -60,8 +65,24 @@ def _weights(q, k):
     return torch.softmax(s, -1)
 
 
+def _predict(check, actual):
+    """A predict-then-run checker with the value the notebook computes bound to it."""
+
+    def f(answer):
+        return check(answer, actual)
+
+    f.__name__ = check.__name__
+    return f
+
+
+STATIC_STEPS = _predict(ex10.check_static_steps_prediction, 26)
+VERIFY_COST = _predict(ex11.check_verify_cost_prediction, 2.0194)
+ALLREDUCES = _predict(ex12.check_allreduce_count_prediction, 192)
+VALUE_CHECKERS = {STATIC_STEPS, VERIFY_COST, ALLREDUCES}
+
 EXERCISES = {
     "10": {
+        STATIC_STEPS: ([26, 26.0, np.int64(26), torch.tensor(26)], {}),
         ex10.check_positions: (
             [
                 _positions,
@@ -113,6 +134,7 @@ EXERCISES = {
         ),
     },
     "11": {
+        VERIFY_COST: ([2, 2.0194, np.float32(2.3), torch.tensor(1.6)], {}),
         ex11.check_quantize_int8: (
             [
                 _quantize,
@@ -179,6 +201,14 @@ EXERCISES = {
         ),
     },
     "12": {
+        ALLREDUCES: (
+            [192, 192.0, np.int64(192), torch.tensor(192)],
+            {
+                "forward AND the backward": 384,
+                "one all-reduce per block": 96,
+                "does not grow": 1536,
+            },
+        ),
         ex12.check_mlp_cut: (
             [
                 {"W_fc": "columns", "W_proj": "rows"},
@@ -227,6 +257,41 @@ EXERCISES = {
                 "off-by-one in the slots": lambda p, m: (p - 1) / (m + p),
                 "swapped": lambda p, m: (m - 1) / (m + p - 1),
             },
+        ),
+    },
+    "00": {
+        ex00.check_output_shape: (
+            [122_880, 122_880.0, np.int64(122_880), torch.tensor(122_880)],
+            {"size of the logits": 10 * 50257, "MLP's hidden width": 4 * 122_880},
+        ),
+    },
+    "02": {
+        ex02.check_embedding_bytes: (
+            [1_235_116_032, np.int64(1_235_116_032), 1.235116032e9, torch.tensor(1_235_116_032)],
+            {
+                "GiB": 1_235_116_032 / 2**30,
+                "GB": 1.235,
+                "in bits": 8 * 1_235_116_032,
+                "number of parameters": 617_558_016,
+            },
+        ),
+    },
+    "04": {
+        ex04.check_mlp_params: (
+            [1_208_020_992, np.int64(1_208_020_992), 1_208_020_992.0],
+            {"biases are missing": 8 * 12288**2, "all 96 MLPs": 96 * 1_208_020_992},
+        ),
+    },
+    "08": {
+        ex08.check_perplexity: (
+            [math.exp, lambda x: np.exp(x), lambda x: torch.tensor(x).exp(), lambda x: math.e**x],
+            {"2 ** loss": lambda x: 2**x, "its inverse": lambda x: math.exp(-x)},
+        ),
+    },
+    "09": {
+        ex09.check_roofline: (
+            [20e9 / (124_439_808 * 4), np.float32(40.18), 40.2, torch.tensor(40.0)],
+            {"bf16": 80.36, "GiB/s": 20 * 2**30 / (124_439_808 * 4), "seconds per token": 0.0249},
         ),
     },
     "03": {
@@ -376,7 +441,9 @@ HOSTILE_VALUES = [
 
 
 def _is_function_checker(check) -> bool:
-    return check not in (ex10.check_cache_outweighs, ex12.check_mlp_cut)
+    values = (ex10.check_cache_outweighs, ex12.check_mlp_cut, ex00.check_output_shape,
+              ex02.check_embedding_bytes, ex04.check_mlp_params, ex09.check_roofline)  # fmt: skip
+    return check not in (*values, *VALUE_CHECKERS)
 
 
 def _hostile(check):
@@ -645,3 +712,44 @@ def test_allreduce_prediction_names_forward_and_backward(capsys):
     assert run(lambda a: ex12.check_allreduce_count_prediction(a, 192), np.int64(192), capsys)[0]
     out = run(lambda a: ex12.check_allreduce_count_prediction(a, 192), "192", capsys)[1]
     assert out.startswith("FAIL") and "got str" in out
+
+
+# --- every checker of every notebook, hostile inputs ---
+
+_EXTRA_ARGS = {
+    "check_one_hot": lambda: ([3, 1, 4], 5),
+    "check_first_merge": lambda: ("to be or not to be",),
+    "check_visible_words": lambda: (["le", "chat", "mange"], "chat"),
+    "check_input_vectors": lambda: (_tiny(), torch.tensor([[1, 2, 3, 4]])),
+    "check_one_step": lambda: (_tiny(),),
+    "check_short_context_loss": lambda: (3.5,),
+    "check_stored_tensors": lambda: (148,),
+}
+
+
+def _tiny():
+    from nexttoken.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=97, block_size=24, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+_SWEEP = ["0.5", True, float("nan"), 1j, object(), {"a": 1}, [[1, 2], [3]], np.array(["a"])]
+_SWEEP += [lambda *a, r=r: r for r in _SWEEP] + [lambda *a: 1 / 0, _raises_name_error, lambda: 1]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_checker_fails_hostile_inputs_in_one_line(module, capsys):
+    mod = importlib.import_module(f"nexttoken.exercises.{module}")
+    checkers = [
+        (n, f) for n, f in vars(mod).items()
+        if n.startswith("check_") and callable(f) and f.__module__ == mod.__name__
+        and "prediction" not in n
+    ]  # fmt: skip
+    assert checkers
+    for name, check in checkers:
+        extra = _EXTRA_ARGS.get(name, tuple)()
+        for i, answer in enumerate(_SWEEP):
+            ok = check(answer, *extra)
+            out = capsys.readouterr().out
+            assert ok is False and out.startswith("FAIL") and out.count("\n") == 1, (name, i, out)

@@ -208,6 +208,8 @@ def check_visible_words(answer: Any, words: list[str], query: str) -> bool:
     i = words.index(query)
     before, after = set(words[:i]), set(words[i + 1 :])
     expected = before | {query}
+    if not all(isinstance(w, str) for w in answer):
+        return failed(name, "answer must be a set of words (strings)", hints)
     got = set(answer)
     if got == expected:
         return passed(name)

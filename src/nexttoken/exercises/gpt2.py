@@ -161,6 +161,10 @@ def check_silent_transposes(answer: set[str] | None) -> bool:
     hints = HINTS[name]
     if unanswered(answer, name, hints):
         return False
+    if isinstance(answer, (list, tuple, frozenset, set)) and not all(
+        isinstance(a, str) for a in answer
+    ):
+        return failed(name, "answer a set of names (strings)", hints)
     if isinstance(answer, (str, list, tuple, frozenset)):
         answer = set([answer] if isinstance(answer, str) else answer)
     if not isinstance(answer, set):
