@@ -152,7 +152,7 @@ def launch(
     *,
     timeout: float = 120.0,
     grace: float = 30.0,
-    fail_grace: float = 1.0,
+    fail_grace: float = 2.0,
 ) -> list[RankResult]:
     """Run ``python -m nexttoken.parallel *args`` as ``world_size`` ranks; return their results.
 
@@ -189,6 +189,7 @@ def _run(args, world_size, tmp, procs, timeout, grace, fail_grace) -> list[RankR
     env.update(
         WORLD_SIZE=str(world_size),
         NEXTTOKEN_INIT_METHOD="file://" + os.path.join(tmp, "rendezvous"),
+        NEXTTOKEN_READY_DIR=tmp,  # each rank marks itself started there (check._wait_for_peers)
         OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
     )
