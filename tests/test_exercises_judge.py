@@ -647,6 +647,10 @@ def test_a_typo_costs_no_hint_stage_and_a_pass_resets(capsys):
     assert "Hint 2/3" in run(ex10.check_blocks_needed, lambda n, b: n // b, capsys)[1]
     assert run(ex10.check_blocks_needed, lambda n, b: -(-n // b), capsys)[0]
     assert "Hint 1/3" in run(ex10.check_blocks_needed, lambda n, b: n // b, capsys)[1]
+    # a typo reported after a prefix ("loss 4.300: it raised NameError") keeps costing nothing
+    for _ in range(3):
+        out = run(ex08.check_perplexity, _raises_name_error, capsys)[1]
+        assert "loss 4.300: it raised NameError" in out and "Hint 1/2" in out, out
     # the same for a checker whose FAIL line has another name than its hints
     for _ in range(2):
         run(ex03.check_scale, 128, capsys)

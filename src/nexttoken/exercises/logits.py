@@ -241,7 +241,7 @@ def check_entropy(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
     batch = torch.tensor([[0.25] * 4, [1.0, 0.0, 0.0, 0.0]])
     out, err = _call(fn, batch)
     if err:
-        return failed(name, f"on a (2, V) batch {err}", hints)
+        return failed(name, err.prefixed("on a (2, V) batch: "), hints)
     out, bad = as_tensor(out, (2,), "2 entropies, one per row (sum over dim=-1 only)")
     if bad:
         return failed(name, f"for a (2, V) input: {bad}", hints)

@@ -156,7 +156,7 @@ def check_top_k(fn: Callable[[torch.Tensor, int], torch.Tensor] | None) -> bool:
     out, err = _call(fn, batch.clone(), 2)
     if err:
         return failed(
-            name, f"on a (2, V) batch {err} (the threshold must broadcast per row)", hints
+            name, err.prefixed("on a (2, V) batch (the threshold must broadcast per row): "), hints
         )
     if not _same_mask(out, top_k_filter(batch, 2)):
         return failed(
@@ -228,7 +228,7 @@ def check_top_p(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) -> boo
     for logits, p in cases:
         out, err = _call(fn, logits.clone(), p)
         if err:
-            return failed(name, f"p={p}: {err}", hints)
+            return failed(name, err.prefixed(f"p={p}: "), hints)
         outs.append(out)
     if all(_same_mask(o, top_p_filter(x, p)) for o, (x, p) in zip(outs, cases, strict=True)):
         return passed(name)
@@ -297,16 +297,20 @@ def check_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) 
     T = 1 distribution); multiplying by T instead of dividing; logits or log-probabilities
     returned; p^(1/T) not normalised.
     """
+    if not callable(fn):  # the TODO line, or "must be a function"
+        return check_function(fn, TEMPERATURE_HINTS, [], _t_softmax, signature="fn(logits, T)")
     shape = tuple(_LOGITS.shape)
     return check_function(
-        lambda t: fn(_LOGITS.clone(), t) if callable(fn) else fn,
-        TEMPERATURE_HINTS, _TEMPERATURE_CASES, _t_softmax, _TEMPERATURE_MISTAKES,
+        lambda t: fn(_LOGITS.clone(), t),
+        TEMPERATURE_HINTS,
+        _TEMPERATURE_CASES,
+        _t_softmax,
+        _TEMPERATURE_MISTAKES,
         normalise=lambda out: as_tensor(out, shape, "a tensor of probabilities"),
         same=lambda a, b: torch.allclose(a, b.double(), rtol=1e-4, atol=1e-6),
-        signature="fn(logits, temperature)", differ=_temperature_differ,
-    ) if callable(fn) else check_function(
-        fn, TEMPERATURE_HINTS, [], _t_softmax, signature="fn(logits, temperature)"
-    )  # fmt: skip
+        signature="fn(logits, T)",
+        differ=_temperature_differ,
+    )
 
 
 def check_chi_square(fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -> bool:

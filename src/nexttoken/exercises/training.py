@@ -211,7 +211,7 @@ def check_perplexity(fn: Callable[[float], float] | None) -> bool:
         want = math.exp(loss)
         out, err = _call(fn, loss)
         if err:
-            return failed(name, f"loss {loss:.3f}: {err}", hints)
+            return failed(name, err.prefixed(f"loss {loss:.3f}: "), hints)
         got = _number(out)
         if got is None:
             return failed(name, f"return a number, got {type(out).__name__}", hints)
