@@ -91,21 +91,42 @@ def _check_seconds(**values: float) -> None:
             raise ValueError(f"{name} must be a finite number of seconds > 0, got {v!r}")
 
 
-def _die_with_parent():
-    """A ``preexec_fn``: on Linux, SIGKILL this child when the launcher dies (even by SIGKILL)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
+#: The signals that stop the launcher (and, through it, every rank).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    libc = ctypes.CDLL(None, use_errno=True)
+
+def _child_setup():
+    """A ``preexec_fn`` for each rank: unblock :data:`STOP_SIGNALS` (blocked in the launcher while
+    it starts a rank, so that no rank is started and then forgotten) and, on Linux, SIGKILL the
+    rank when the launcher dies, even by SIGKILL (``PR_SET_PDEATHSIG``)."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
 
-    def preexec() -> None:
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the launcher died before prctl took effect
-            os._exit(1)
+    def setup() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if prctl is not None:
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the launcher died before prctl took effect
+                os._exit(1)
 
-    return preexec
+    return setup
+
+
+@contextlib.contextmanager
+def _held_signals():
+    """Hold :data:`STOP_SIGNALS` inside the block (delivered when it ends), where available."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class _Interrupt(BaseException):
@@ -120,14 +141,13 @@ def _signals_raise():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    names = (signal.SIGTERM, signal.SIGINT)
 
     def handler(signum, frame):
-        for s in names:
+        for s in STOP_SIGNALS:
             signal.signal(s, signal.SIG_IGN)
         raise _Interrupt(signum)
 
-    saved = {s: signal.signal(s, handler) for s in names}
+    saved = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -194,16 +214,16 @@ def _run(args, world_size, tmp, procs, timeout, grace, fail_grace) -> list[RankR
         PYTHONUNBUFFERED="1",
     )
     paths = [(os.path.join(tmp, f"rank{r}.out"), os.path.join(tmp, f"rank{r}.err")) for r in range(world_size)]  # fmt: skip
-    preexec = _die_with_parent()
+    setup = _child_setup()
     start = time.monotonic()
     for rank, (out, err) in enumerate(paths):
         env_r = dict(env, RANK=str(rank), LOCAL_RANK=str(rank))
         cmd = [sys.executable, "-m", "nexttoken.parallel", *args]
-        with open(out, "w") as fo, open(err, "w") as fe:
+        with open(out, "w") as fo, open(err, "w") as fe, _held_signals():
             procs.append(
                 subprocess.Popen(
                     cmd, env=env_r, stdout=fo, stderr=fe, start_new_session=True,
-                    preexec_fn=preexec,
+                    preexec_fn=setup,
                 )
             )  # fmt: skip
     exit_s: list[float | None] = [None] * world_size
