@@ -60,8 +60,15 @@ def setup(seed: int = SEED) -> None:
 # check-numbers: every number the prose states is printed by the same notebook (or cited)
 # ---------------------------------------------------------------------------------------------
 
-_MULTIPLIERS = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "thousand": 1e3, "million": 1e6}
-_MULTIPLIERS["billion"] = 1e9
+_MULTIPLIERS = {
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "B": 1e9,
+    "thousand": 1e3,
+    "million": 1e6,
+    "billion": 1e9,
+}
 _PACKAGES = r"(?:torch|pytorch|python|numpy|transformers|tiktoken|matplotlib|nbval|cuda|version|v)"
 _MANTISSA = r"\d+(?:\.\d+)?"
 _PLAIN = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
