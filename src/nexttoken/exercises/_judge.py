@@ -365,7 +365,7 @@ def check_function(
             try:
                 if not same(g, formula(*c.args)):
                     return False
-            except (ArithmeticError, ValueError):
+            except (ArithmeticError, ValueError, TypeError, RuntimeError):  # 1/0 in a mistake
                 return False
         return True
 
