@@ -213,60 +213,68 @@ def _run(args, world_size, tmp, procs, timeout, grace, fail_grace) -> list[RankR
         OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
     )
-    paths = [(os.path.join(tmp, f"rank{r}.out"), os.path.join(tmp, f"rank{r}.err")) for r in range(world_size)]  # fmt: skip
+    paths = [
+        (os.path.join(tmp, f"rank{r}.out"), os.path.join(tmp, f"rank{r}.err"))
+        for r in range(world_size)
+    ]
     setup = _child_setup()
-    start = time.monotonic()
+    cmd = [sys.executable, "-m", "nexttoken.parallel", *args]
     for rank, (out, err) in enumerate(paths):
         env_r = dict(env, RANK=str(rank), LOCAL_RANK=str(rank))
-        cmd = [sys.executable, "-m", "nexttoken.parallel", *args]
         with open(out, "w") as fo, open(err, "w") as fe, _held_signals():
-            procs.append(
-                subprocess.Popen(
-                    cmd, env=env_r, stdout=fo, stderr=fe, start_new_session=True,
-                    preexec_fn=setup,
-                )
-            )  # fmt: skip
-    exit_s: list[float | None] = [None] * world_size
-    why: list[str | None] = [None] * world_size
-    deadline = start + timeout
-    failed_at = None
-    while True:
+            p = subprocess.Popen(
+                cmd, env=env_r, stdout=fo, stderr=fe, start_new_session=True, preexec_fn=setup
+            )
+            procs.append(p)
+    errs = [e for _, e in paths]
+    exit_s, why = _watch(procs, errs, timeout, grace, fail_grace)
+    return [
+        RankResult(r, p.returncode, _read(out), _read(err), why[r] is not None, why[r], exit_s[r])
+        for r, (p, (out, err)) in enumerate(zip(procs, paths, strict=True))
+    ]
+
+
+def _watch(procs, errs, timeout, grace, fail_grace) -> tuple[list, list]:
+    """Wait for the ranks: ``(exit_s, why)`` per rank (see :class:`RankResult`).
+
+    The first failure sets a deadline: ``grace`` seconds if that rank timed out waiting for another
+    (the others should time out too; those still alive then are hung), else ``fail_grace``.
+    """
+    n = len(procs)
+    exit_s: list[float | None] = [None] * n
+    why: list[str | None] = [None] * n
+    start = time.monotonic()
+    deadline, failed = start + timeout, False
+    while None in exit_s:
         now = time.monotonic()
         for r, p in enumerate(procs):
             if exit_s[r] is None and p.poll() is not None:
                 exit_s[r] = now - start
-                if p.returncode != 0 and failed_at is None:  # the first failure sets the clock
-                    failed_at = now
-                    waiting = _is_timeout(_read(paths[r][1]))
+                if p.returncode != 0 and not failed:  # the first failure sets the clock
+                    failed = True
+                    waiting = _is_timeout(_read(errs[r]))
                     deadline = min(deadline, now + (grace if waiting else fail_grace))
-        if all(e is not None for e in exit_s):
-            break
-        if now > deadline:
+        if None in exit_s and now > deadline:
             reason = (
-                "timeout"
-                if failed_at is None
-                else ("hung" if _timed_out_first(procs, paths) else "stopped")
+                "timeout" if not failed else "hung" if _timed_out_first(procs, errs) else "stopped"
             )
             for r, p in enumerate(procs):
                 if p.poll() is None:
                     p.kill()
+                    p.wait()
                     why[r] = reason
-            for p in procs:
-                p.wait()
+                elif exit_s[r] is None:  # exited just now, by itself
+                    exit_s[r] = time.monotonic() - start
             break
         time.sleep(POLL_S)
-    return [
-        RankResult(r, p.returncode, _read(o), _read(e), why[r] is not None, why[r], exit_s[r] if why[r] is None else None)
-        for r, (p, (o, e)) in enumerate(zip(procs, paths, strict=True))
-    ]  # fmt: skip
+    return exit_s, why
 
 
-def _timed_out_first(procs, paths) -> bool:
-    """Whether the first rank to fail had timed out waiting for another (so the living are hung)."""
-    ended = [r for r, p in enumerate(procs) if p.returncode not in (None, 0)]
-    return any(_is_timeout(_read(paths[r][1])) for r in ended) and not any(
-        not _is_peer_error(_read(paths[r][1])) for r in ended
-    )
+def _timed_out_first(procs, errs) -> bool:
+    """Whether the ranks that failed all did so waiting for another, one at least by timing out
+    (so the ranks still alive are the hung ones)."""
+    ended = [_read(errs[r]) for r, p in enumerate(procs) if p.returncode not in (None, 0)]
+    return any(map(_is_timeout, ended)) and all(map(_is_peer_error, ended))
 
 
 def _read(path: str) -> str:
@@ -281,7 +289,7 @@ def _raise_if_failed(results: list[RankResult], timeout: float) -> None:
     failed = [r for r in results if r.returncode != 0 and not r.killed]
     if not failed and not any(r.killed for r in results):
         return
-    failed.sort(key=lambda r: (r.exit_s, r.rank))
+    failed.sort(key=lambda r: (r.exit_s or 0.0, r.rank))
     own = [r for r in failed if not _is_peer_error(r.stderr)]
     hung = [r.rank for r in results if r.why == "hung"]
     if own:
