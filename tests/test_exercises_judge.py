@@ -565,6 +565,11 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex12._BUBBLE_CASES, ex12._bubble_right, ex12._BUBBLE_MISTAKES,
          lambda a, b: math.isclose(a, b, abs_tol=1e-4)),
         (ex07._KV_CASES, ex07._kv_right, ex07._KV_MISTAKES, lambda a, b: a == b),
+        (ex07._WINDOW_CASES, lambda ids, b: ids[-b:], ex07._WINDOW_MISTAKES, lambda a, b: a == b),
+        (ex10._POSITION_CASES, ex10._right_positions, ex10._POSITION_MISTAKES,
+         ex10._same_layout),
+        (ex06._TEMPERATURE_CASES, ex06._t_softmax, ex06._TEMPERATURE_MISTAKES,
+         lambda a, b: a.shape == b.shape and torch.allclose(a, b.double(), atol=1e-4)),
     ]  # fmt: skip
 
     def values(f, cases):

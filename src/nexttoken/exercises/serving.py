@@ -71,8 +71,8 @@ OUTWEIGHS_HINTS = Hints(
 HINTS = {h.name: h for h in (POSITIONS_HINTS, BLOCKS_HINTS, OUTWEIGHS_HINTS)}
 
 # Lengths chosen so that every recognised wrong layout differs from the right one and from the
-# others (the first case alone would confuse "negative padding" with nothing, but "no shift" with
-# right padding in its longest row).
+# others on at least one case ([4, 4] has no padding: there "column indices", "right padding" and
+# the right answer coincide; the other two cases tell them apart).
 _POSITION_CASES = [
     Case((lengths,), f"lengths {lengths}") for lengths in ([3, 1, 5], [4, 4], [2, 6, 1, 3])
 ]
