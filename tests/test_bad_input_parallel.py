@@ -312,6 +312,25 @@ def test_a_busy_port_is_one_line():
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+def test_a_rank_that_cannot_reach_rank_0_is_one_line():
+    port = subprocess.run(  # a port nobody listens on (this process may not open sockets)
+        [sys.executable, "-c", _HOLD_A_PORT.replace("time.sleep(60)", "")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
+    env = dict(os.environ, RANK="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    env.pop("NEXTTOKEN_INIT_METHOD", None)
+    cmd = [sys.executable, "-m", "nexttoken.parallel", "--tp", "2", "--timeout", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert (
+        f"rank 1: could not reach the rendezvous at 127.0.0.1:{port} within --timeout 1 s"
+        in proc.stderr
+    )
+    assert proc.stderr.count("\n") == 1, proc.stderr  # no C++ backtrace of each try either
+
+
 _HOLD_A_PORT = """
 import socket, time
 s = socket.socket()

@@ -15,11 +15,15 @@ Rank 0 prints one JSON object as its last line.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
 import os
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -121,6 +125,11 @@ def rank_memory(
     times it, book and GPT-2-shaped models, batch 2 to 8, 16 to 128 tokens, float32 and float64.
     """
     check_split(config, tp, pp)
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
+    for name, v, low in (("batch", batch, 1), ("tokens", tokens, 1), ("new_tokens", new_tokens, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
     c, nb = config, DTYPES[dtype].itemsize
     full, part = _param_counts(c, tp, pp)
     exact = dtype == "float32"  # the float64 yardstick
@@ -205,16 +214,37 @@ def init_from_env(
             ready, rank, world, timeout_s if start_timeout_s is None else start_timeout_s
         )
     try:
-        dist.init_process_group(
-            os.environ.get("NEXTTOKEN_BACKEND", "gloo"),  # "nccl" on GPUs (then move the model)
-            init_method=method,
-            rank=rank,
-            world_size=world,
-            timeout=datetime.timedelta(seconds=timeout_s),
-        )
+        with _stderr_kept_unless_failed():  # torch's C++ prints each failed try, with a backtrace
+            dist.init_process_group(
+                os.environ.get("NEXTTOKEN_BACKEND", "gloo"),  # "nccl" on GPUs (then move the model)
+                init_method=method,
+                rank=rank,
+                world_size=world,
+                timeout=datetime.timedelta(seconds=timeout_s),
+            )
     except (RuntimeError, ValueError, OSError) as e:
         raise WorkerSetupError(_rendezvous_error(e, rank, world, method, timeout_s)) from None
     return rank, world
+
+
+@contextlib.contextmanager
+def _stderr_kept_unless_failed() -> Iterator[None]:
+    """Hold what is written to file descriptor 2 inside the block (C++ logs too); pass it on if the
+    block succeeds, drop it if it raises (the caller then says what went wrong, in one line)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    ok = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if ok:
+                held.seek(0)
+                os.write(2, held.read())
 
 
 def _wait_for_peers(folder: str, rank: int, world: int, limit_s: float) -> None:
@@ -252,13 +282,16 @@ def _rendezvous_error(e: Exception, rank: int, world: int, method: str, timeout_
             f"MASTER_PORT={os.environ.get('MASTER_PORT')} on {os.environ.get('MASTER_ADDR')} is "
             f"already in use (another job?): choose another MASTER_PORT"
         )
+    if "trying to connect" in low or "connection refused" in low:
+        return (
+            f"rank {rank}: could not reach the rendezvous at {where} within --timeout "
+            f"{timeout_s:g} s: is rank 0 running there?"
+        )
     if "timeout" in low or "timed out" in low or "clients joined" in low:
         return (
             f"rank {rank}: the {world} ranks did not all join the rendezvous within --timeout "
             f"{timeout_s:g} s ({where}): a peer never started, or died before joining"
         )
-    if "connect" in low or "refused" in low:
-        return f"rank {rank}: could not reach the rendezvous at {where}: {_first_line(text)}"
     return f"rank {rank}: the rendezvous at {where} failed: {type(e).__name__}: {_first_line(text)}"
 
 
