@@ -178,30 +178,31 @@ def _rows_bit_identical(lin: nn.Module, k: int, rows: int = 64) -> bool:
 
 def int8_rows(repeats: int, n_short: int, n_long: int) -> dict:
     """Issue 24's int8 (per-row activation scales, :class:`~nexttoken.quantize.RowInt8Linear`)
-    against fp32 and the per-tensor dynamic int8 it replaced: GPT-2-shaped greedy decode at batch 1
-    (the three interleaved), the held-out loss of the book model, and rows bit-identical across
+    against fp32 and the per-tensor dynamic int8 it replaced: greedy decode at batch 1 of the
+    GPT-2-shaped and the book model (the three interleaved), the held-out loss of the book model, and rows bit-identical across
     ``M`` = 1..64 in each layer shape."""
     from nexttoken.quantize import RowInt8Linear
 
     out = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-    g = gpt2_shaped()
-    models = {"fp32": g, "int8_per_tensor": _per_tensor_dynamic(g), "int8": quantize(g, "int8")}
-    fns = {
-        name: (lambda n, m=m: generate(m, list(range(8)), n, temperature=0))
-        for name, m in models.items()
-    }
-    secs = per_token_interleaved(fns, n_short, n_long, repeats)
-    decode = {name: round(1.0 / s, 2) for name, s in secs.items()}
-    for name in ("int8_per_tensor", "int8"):
-        decode[f"{name}_speedup"] = round(secs["fp32"] / secs[name], 3)
-    out["gpt2_shaped_tokens_per_s"] = decode
-    out["load_average_after_decode"] = [round(x, 2) for x in os.getloadavg()]
+    book = load_book_model()
+    for name, base in (("gpt2_shaped", gpt2_shaped()), ("book", book)):
+        models = {"fp32": base, "int8_per_tensor": _per_tensor_dynamic(base),
+                  "int8": quantize(base, "int8")}  # fmt: skip
+        fns = {
+            label: (lambda n, m=m: generate(m, list(range(8)), n, temperature=0))
+            for label, m in models.items()
+        }
+        secs = per_token_interleaved(fns, n_short, n_long, repeats)
+        decode = {label: round(1.0 / s, 2) for label, s in secs.items()}
+        for label in ("int8_per_tensor", "int8"):
+            decode[f"{label}_speedup"] = round(secs["fp32"] / secs[label], 3)
+        out[f"{name}_tokens_per_s"] = decode
+        out[f"load_average_after_{name}"] = [round(x, 2) for x in os.getloadavg()]
     torch.manual_seed(0)
     out["rows_bit_identical_m_1_to_64"] = {
         f"{k}x{n}": _rows_bit_identical(RowInt8Linear.from_linear(nn.Linear(k, n)), k)
         for k, n in ((768, 2304), (768, 768), (768, 3072), (3072, 768), (768, 50257))
     }
-    book = load_book_model()
     loss = {name: held_out_metrics(m)["nats_per_token"]
             for name, m in (("fp32", book), ("int8_per_tensor", _per_tensor_dynamic(book)),
                             ("int8", quantize(book, "int8")))}  # fmt: skip

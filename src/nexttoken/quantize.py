@@ -116,8 +116,9 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     ``x_int`` holds integers in ``[-63, 63]`` (as fp32) and ``scale * x_int`` approximates ``x``.
     Each row's scale is ``max |x_row| / 63``, computed from that row alone."""
-    scale = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-30) / ACT_LEVELS
-    return torch.round(x / scale), scale
+    scale = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True)  # max |x|, per row
+    scale = scale.clamp_(min=1e-30).div_(ACT_LEVELS)
+    return torch.div(x, scale).round_(), scale
 
 
 def _pack(w_int8: torch.Tensor, scale: torch.Tensor):
@@ -171,9 +172,9 @@ class RowInt8Linear(nn.Module):
         y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
             x_int.contiguous(), 1.0, _ZERO_POINT, self._packed
         )
-        y = y * t
+        y.mul_(t)
         if self.bias is not None:
-            y = y + self.bias
+            y.add_(self.bias)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
