@@ -188,6 +188,25 @@ def test_worker_mode_nccl_on_a_cpu_build_is_one_line(monkeypatch, capsys, tmp_pa
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_worker_mode_nccl_with_a_cpu_model_is_one_line(monkeypatch, capsys, tmp_path):
+    """On a build with NCCL the check still runs on the CPU, whose tensors NCCL cannot carry."""
+    import torch.distributed as dist
+
+    from nexttoken.parallel.__main__ import main
+
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("NEXTTOKEN_BACKEND", "nccl")
+    monkeypatch.setenv("NEXTTOKEN_INIT_METHOD", f"file://{tmp_path}/rendezvous")
+    monkeypatch.delenv("NEXTTOKEN_READY_DIR", raising=False)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "NEXTTOKEN_BACKEND=nccl: this check runs the model on the CPU" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not dist.is_initialized()
+
+
 # ---------------------------------------------------------------- real processes
 
 

@@ -187,6 +187,11 @@ def worker_env(environ, tp: int | None = None, pp: int = 1) -> tuple[int, int]:
         raise WorkerSetupError(
             "NEXTTOKEN_BACKEND=nccl but this torch build has no NCCL (a CPU build): use gloo"
         )
+    if backend == "nccl":  # NCCL carries CUDA tensors only, and the check runs on the CPU
+        raise WorkerSetupError(
+            "NEXTTOKEN_BACKEND=nccl: this check runs the model on the CPU, whose tensors NCCL "
+            "cannot carry: use gloo"
+        )
     if environ.get("NEXTTOKEN_INIT_METHOD", "env://") == "env://":
         if not environ.get("MASTER_ADDR"):
             raise WorkerSetupError("MASTER_ADDR is not set (env:// rendezvous; torchrun sets it)")
@@ -216,7 +221,7 @@ def init_from_env(
     try:
         with _stderr_kept_unless_failed():  # torch's C++ prints each failed try, with a backtrace
             dist.init_process_group(
-                os.environ.get("NEXTTOKEN_BACKEND", "gloo"),  # "nccl" on GPUs (then move the model)
+                os.environ.get("NEXTTOKEN_BACKEND", "gloo"),  # checked: gloo (see worker_env)
                 init_method=method,
                 rank=rank,
                 world_size=world,
