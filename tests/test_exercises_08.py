@@ -82,7 +82,7 @@ def test_uniform_loss(answer, why, capsys):
         (lambda x: 1 / x, "1 / loss"),
         (math.log, "not the log of the loss"),
         (lambda x: x, "expected"),
-        (lambda x: None, "return a number"),
+        (lambda x: None, "expected a number, got None"),
     ],
 )
 def test_perplexity(fn, why, capsys):
@@ -99,8 +99,9 @@ def test_perplexity(fn, why, capsys):
         (lambda a, t, c: a / c, "number of tokens is missing"),
         (lambda a, t, c: a * t / c / math.log(2), "bits per character"),
         (lambda a, t, c: a, "still the loss per token"),
-        (lambda a, t, c: a * t, "expected"),
-        (lambda a, t, c: [a], "return a number"),
+        (lambda a, t, c: a * t, "total loss of the text"),
+        (lambda a, t, c: a * t + 1, "expected"),
+        (lambda a, t, c: [a], "expected a number, got list"),
     ],
 )
 def test_nats_per_char(fn, why, capsys):

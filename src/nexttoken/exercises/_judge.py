@@ -332,8 +332,9 @@ def check_function(
     compare (numbers by default, ``math.isclose`` with ``rel_tol=1e-6``). ``differ(case, got,
     want)`` writes the line for a plain wrong answer (by default "expected X, got Y"; a checker
     whose expected value would give the answer away writes its own). A case whose ``singular``
-    text is set may raise ZeroDivisionError there (the reader's own formula may be 0/0 at that
-    point): the other cases are judged, and the line names the singular point.
+    text is set may raise ZeroDivisionError or a math domain error there (the reader's formula may
+    be 0/0 at that point): the other cases are judged, and the line names the singular point (or
+    the mistake the other cases match).
     """
     name = name or hints.name
     same = same or (lambda a, b: math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12))
@@ -347,7 +348,7 @@ def check_function(
     singular = ""
     for case in cases:
         out, err = call_answer(fn, *case.args)
-        if err and case.singular and "ZeroDivisionError" in err:
+        if err and case.singular and err.startswith(_SINGULAR_ERRORS):
             singular = singular or f"for {case.show()}: {case.singular}"
             got.append(_SINGULAR)
             continue
@@ -386,6 +387,8 @@ def check_function(
 
 
 _SINGULAR = object()
+# what a formula raises at its singular point: 1 / 0, log(0), 0 ** -1
+_SINGULAR_ERRORS = ("it raised ZeroDivisionError", "it raised ValueError: math domain error")
 
 
 def check_prediction(

@@ -14,7 +14,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import Hints, as_number, as_tensor, check_prediction, failed, passed, unanswered
+from . import (
+    Case,
+    Hints,
+    Mistake,
+    as_number,
+    as_tensor,
+    check_function,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 from . import call_answer as _call
 
 __all__ = [
@@ -188,78 +199,61 @@ def check_uniform_loss(answer: Any, vocab_size: int = 4096) -> bool:
     return failed(name, f"got {got:.4f}", hints)
 
 
+_PERPLEXITY_CASES = [
+    Case((loss,), f"loss {loss:.3f}", "a loss of 0 (a model always sure and right) is a valid "
+         "loss, and your function fails there: a perplexity is defined for every loss >= 0" if
+         loss == 0 else "")
+    for loss in (4.3, math.log(4096), 1.0, 0.0)
+]  # fmt: skip
+_PERPLEXITY_MISTAKES = [
+    Mistake(lambda x: 2.0**x, "that is 2 ** loss: the loss is in nats, so the base is e"),
+    Mistake(lambda x: 10.0**x, "that is 10 ** loss: the loss is in nats, so the base is e"),
+    Mistake(lambda x: math.exp(-x), "that is e ** -loss, the model's average probability of the "
+            "true token; the perplexity is its inverse (how many equally likely choices)"),
+    Mistake(lambda x: 1 / x, "1 / loss is not a perplexity: undo the log instead"),
+    Mistake(math.log, "the perplexity undoes the log: it is not the log of the loss"),
+]  # fmt: skip
+
+
 def check_perplexity(fn: Callable[[float], float] | None) -> bool:
-    """``fn(loss)``: the perplexity of a model whose loss is ``loss`` nats per token.
+    """``fn(loss)``: the perplexity of a model whose loss is ``loss`` nats per token (any numeric
+    type, within 1e-6 relative).
 
     Recognised: ``2 ** loss`` (bits), ``10 ** loss``, ``e ** -loss`` (the mean probability),
-    ``1 / loss``, ``log(loss)``."""
-    name = "perplexity"
-    hints = HINTS[name]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(loss)", hints)
-    wrong = {
-        "that is 2 ** loss: the loss is in nats, so the base is e": lambda x: 2.0**x,
-        "that is 10 ** loss: the loss is in nats, so the base is e": lambda x: 10.0**x,
-        "that is e ** -loss, the model's average probability of the true token; the perplexity "
-        "is its inverse (how many equally likely choices)": lambda x: math.exp(-x),
-        "1 / loss is not a perplexity: undo the log instead": lambda x: 1 / x,
-        "the perplexity undoes the log: it is not the log of the loss": math.log,
-    }
-    for loss in (4.3, math.log(4096), 1.0, 0.0):
-        want = math.exp(loss)
-        out, err = _call(fn, loss)
-        if err:
-            return failed(name, err.prefixed(f"loss {loss:.3f}: "), hints)
-        got = _number(out)
-        if got is None:
-            return failed(name, f"return a number, got {type(out).__name__}", hints)
-        if not _close(got, want, 1e-6):
-            for why, f in wrong.items():
-                try:
-                    if _close(got, f(loss), 1e-6):
-                        return failed(name, why, hints)
-                except (ZeroDivisionError, ValueError):
-                    pass
-            return failed(name, f"loss {loss:.3f}: expected {want:.3f}, got {got:.4g}", hints)
-    return passed(name)
+    ``1 / loss``, ``log(loss)``; each named only when it matches on every loss tried."""
+    return check_function(
+        fn, HINTS["perplexity"], _PERPLEXITY_CASES, math.exp, _PERPLEXITY_MISTAKES,
+        normalise=lambda out: as_number(out, "a number"),
+        same=lambda a, b: _close(a, b, 1e-6), signature="fn(loss)", show=lambda v: f"{v:.4g}",
+    )  # fmt: skip
+
+
+_NATS_CASES = [Case(c, "nats_per_token={}, tokens={}, characters={}".format(*c)) for c in (
+    (4.0, 100, 300), (2.5, 30, 45), (4.2, 34098, 96839)
+)]  # fmt: skip
+_NATS_MISTAKES = [
+    Mistake(lambda a, t, c: a * c / t, "tokens and characters are swapped: more characters per "
+            "token must give a smaller loss per character"),
+    Mistake(lambda a, t, c: a / c, "the number of tokens is missing: nats_per_token / characters "
+            "is not a total"),
+    Mistake(lambda a, t, c: a * t / c / math.log(2), "that is bits per character; the exercise "
+            "asks for nats"),
+    Mistake(lambda a, t, c: a, "that is still the loss per token"),
+    Mistake(lambda a, t, c: a * t, "that is the total loss of the text: share it out over the "
+            "characters"),
+]  # fmt: skip
 
 
 def check_nats_per_char(fn: Callable[[float, int, int], float] | None) -> bool:
     """``fn(nats_per_token, tokens, characters)``: the same total loss spread over the characters.
 
-    Recognised: tokens and characters swapped, the token count forgotten, bits instead of nats."""
-    name = "nats per character"
-    hints = HINTS[name]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(
-            name, "the answer must be a function fn(nats_per_token, tokens, chars)", hints
-        )
-    for a, t, c in ((4.0, 100, 300), (2.5, 30, 45), (4.2, 34098, 96839)):
-        out, err = _call(fn, a, t, c)
-        if err:
-            return failed(name, err, hints)
-        want = a * t / c
-        got = _number(out)
-        if got is None:
-            return failed(name, f"return a number, got {type(out).__name__}", hints)
-        if _close(got, want, 1e-9):
-            continue
-        wrong = {
-            a * c / t: "tokens and characters are swapped: more characters per token must give a "
-            "smaller loss per character",
-            a / c: "the number of tokens is missing: nats_per_token / characters is not a total",
-            a * t / c / math.log(2): "that is bits per character; the exercise asks for nats",
-            a: "that is still the loss per token",
-        }
-        for value, why in wrong.items():
-            if _close(got, value, 1e-9):
-                return failed(name, why, hints)
-        return failed(name, f"for {(a, t, c)}: expected {want:.4f}, got {got:.4g}", hints)
-    return passed(name)
+    Recognised: tokens and characters swapped, the token count forgotten, bits instead of nats,
+    the per-token loss unchanged, the total not divided."""
+    return check_function(
+        fn, HINTS["nats per character"], _NATS_CASES, lambda a, t, c: a * t / c, _NATS_MISTAKES,
+        normalise=lambda out: as_number(out, "a number"), same=lambda a, b: _close(a, b, 1e-9),
+        signature="fn(nats_per_token, tokens, characters)", show=lambda v: f"{v:.4g}",
+    )  # fmt: skip
 
 
 def check_targets(fn: Callable[[torch.Tensor, int, int], tuple] | None) -> bool:
