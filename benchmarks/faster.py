@@ -6,8 +6,9 @@ best of ``--repeats`` runs. Decoding speed is the decoding steps' alone: the tim
 new tokens minus that of ``n_short``, over ``n_long - n_short`` (the prompt's pass cancels).
 
 1. **Kernels**: the ``50257 x 768`` output projection of GPT-2 small for 1, 2 and 5 input rows, in
-   fp32 (``F.linear``), in torch's dynamic int8 (fbgemm/x86) and with ``torch._weight_int8pack_mm``
-   (int8 weights, fp32 activations).
+   fp32 (``F.linear``), in torch's dynamic int8 (fbgemm/x86, one activation scale per tensor), in
+   :class:`~nexttoken.quantize.RowInt8Linear` (fbgemm, one scale per row: ``quantize``'s int8 since
+   issue 24) and with ``torch._weight_int8pack_mm`` (int8 weights, fp32 activations).
 2. **Weights**: fp32, bf16 and int8 (:func:`nexttoken.quantize.quantize`) for a GPT-2-small-shaped
    model (random weights) and the book model: bytes read per token, tokens/s of greedy
    ``generate``, and for the book model the held-out loss (The Tempest) and text side by side.
@@ -47,7 +48,7 @@ from nexttoken.book import held_out_metrics
 from nexttoken.configs import get_config
 from nexttoken.generate import generate
 from nexttoken.model import GPT
-from nexttoken.quantize import quantize, weight_bytes
+from nexttoken.quantize import RowInt8Linear, quantize, weight_bytes
 from nexttoken.speculative import (
     expected_tokens_per_round,
     predicted_tokens_per_s,
@@ -106,6 +107,7 @@ def kernels(repeats: int) -> dict:
             {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
             dtype=torch.qint8,
         )[0]
+    q_rows = RowInt8Linear.from_linear(lin)  # what quantize(model, "int8") uses since issue 24
     w = lin.weight.detach()
     scale = w.abs().amax(dim=1) / 127
     w_int8 = torch.round(w / scale[:, None]).to(torch.int8)
@@ -116,6 +118,7 @@ def kernels(repeats: int) -> dict:
             row = {
                 "fp32_ms": 1e3 * cpu(lambda x=x: F.linear(x, w), 5 * repeats),
                 "int8_dynamic_ms": 1e3 * cpu(lambda x=x: q(x), 5 * repeats),
+                "int8_rows_ms": 1e3 * cpu(lambda x=x: q_rows(x), 5 * repeats),  # issue 24
             }
             try:
                 row["int8pack_mm_ms"] = 1e3 * cpu(
@@ -442,12 +445,15 @@ def markdown(res: dict) -> str:
     """The tables of benchmarks/RESULTS.md from a results dict."""
     lines = []
     if "kernels" in res:
-        lines += ["| rows | fp32 ms | int8 dynamic (fbgemm) ms | `_weight_int8pack_mm` ms |",
-                  "|---|---|---|---|"]  # fmt: skip
+        rows_col = any("int8_rows_ms" in r for r in res["kernels"].values() if isinstance(r, dict))
+        lines += ["| rows | fp32 ms | int8 dynamic (fbgemm) ms | `_weight_int8pack_mm` ms |"
+                  + (" int8 per-row (RowInt8Linear) ms |" if rows_col else ""),
+                  "|---|---|---|---|" + ("---|" if rows_col else "")]  # fmt: skip
         for key, r in res["kernels"].items():
             if key.startswith("rows_"):
                 lines.append(f"| {key[5:]} | {r['fp32_ms']} | {r['int8_dynamic_ms']} | "
-                             f"{r['int8pack_mm_ms']} |")  # fmt: skip
+                             f"{r['int8pack_mm_ms']} |"
+                             + (f" {r.get('int8_rows_ms')} |" if rows_col else ""))  # fmt: skip
         lines.append("")
     for name, rows in res.get("weights", {}).items():
         if not isinstance(rows, dict):
