@@ -313,56 +313,59 @@ def check_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) 
     )
 
 
+def _chi2(obs: torch.Tensor, p: torch.Tensor) -> float:
+    e = obs.sum() * p
+    return float(((obs - e) ** 2 / e).sum())
+
+
+def _chi2_pvalue(obs: torch.Tensor, p: torch.Tensor) -> float:
+    import scipy.stats
+
+    return float(scipy.stats.chi2.sf(_chi2(obs, p), len(obs) - 1))
+
+
+_CHI_CASES = [
+    Case((torch.tensor(o), torch.tensor(p)), f"observed {o}, probs {p}")
+    for o, p in (
+        ([48.0, 30.0, 22.0], [0.5, 0.3, 0.2]),
+        ([10.0, 70.0, 20.0, 100.0], [0.1, 0.3, 0.1, 0.5]),
+    )
+]
+
+
+def _e(obs: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return obs.sum() * p
+
+
+_CHI_MISTAKES = [
+    Mistake(lambda o, p: float(((o - _e(o, p)) ** 2 / o).sum()), "divided by the OBSERVED counts "
+            "(Neyman's statistic); Pearson's divides by the expected ones"),
+    Mistake(lambda o, p: float(((o - p) ** 2 / p).sum()), "the expected counts are n * p, not the "
+            "probabilities p themselves"),
+    Mistake(lambda o, p: float(((o - _e(o, p)) ** 2).sum()), "each squared gap must be divided by "
+            "its expected count"),
+    Mistake(lambda o, p: float(((o - _e(o, p)) / _e(o, p)).sum()), "the gaps must be squared "
+            "(plain gaps cancel out: they sum to 0)"),
+    Mistake(lambda o, p: float(((o - _e(o, p)).abs() / _e(o, p)).sum()), "the gaps must be "
+            "squared, not taken in absolute value"),
+    Mistake(_chi2_pvalue, "that is a p-value; the exercise asks for the statistic itself"),
+]  # fmt: skip
+
+
 def check_chi_square(fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -> bool:
-    """``fn(observed_counts, probs)``: Pearson's statistic ``sum (O - E)^2 / E`` with ``E = n p``.
+    """``fn(observed_counts, probs)``: Pearson's statistic ``sum (O - E)^2 / E`` with ``E = n p``
+    (a float, a 0-d tensor of any dtype, a numpy scalar), within 1e-4 relative.
 
     Recognised: dividing by O (Neyman's statistic); E = p (forgot n); no division; gaps not squared
     (plain or absolute); the p-value instead of the statistic.
     """
-    name, hints = CHI_SQUARE_HINTS.name, CHI_SQUARE_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(observed, probs)", hints)
-    cases = [
-        (torch.tensor([48.0, 30.0, 22.0]), torch.tensor([0.5, 0.3, 0.2])),
-        (torch.tensor([10.0, 70.0, 20.0, 100.0]), torch.tensor([0.1, 0.3, 0.1, 0.5])),
-    ]
-    for obs, p in cases:
-        out, err = _call(fn, obs.clone(), p.clone())
-        if err:
-            return failed(name, err, hints)
-        val, bad = as_number(out, "one number")
-        if bad:
-            return failed(name, bad, hints)
-        e = obs.sum() * p
-        want = float(((obs - e) ** 2 / e).sum())
-        if math.isclose(val, want, rel_tol=1e-4):
-            continue
-        import scipy.stats
-
-        wrong = {
-            "divided by the OBSERVED counts (Neyman's statistic); Pearson's divides by the "
-            "expected ones": float(((obs - e) ** 2 / obs).sum()),
-            "the expected counts are n * p, not the probabilities p themselves": float(
-                ((obs - p) ** 2 / p).sum()
-            ),
-            "each squared gap must be divided by its expected count": float(((obs - e) ** 2).sum()),
-            "the gaps must be squared (plain gaps cancel out: they sum to 0)": float(
-                ((obs - e) / e).sum()
-            ),
-            "the gaps must be squared, not taken in absolute value": float(
-                ((obs - e).abs() / e).sum()
-            ),
-            "that is a p-value; the exercise asks for the statistic itself": float(
-                scipy.stats.chi2.sf(want, len(obs) - 1)
-            ),
-        }
-        for why, bad in wrong.items():
-            if math.isclose(val, bad, rel_tol=1e-4, abs_tol=1e-9):
-                return failed(name, why, hints)
-        return failed(name, f"expected {want:.4f}, got {val:.4f}", hints)
-    return passed(name)
+    return check_function(
+        None if fn is None else (lambda o, p: fn(o.clone(), p.clone())) if callable(fn) else fn,
+        CHI_SQUARE_HINTS, _CHI_CASES, _chi2, _CHI_MISTAKES,
+        normalise=lambda out: as_number(out, "one number"),
+        same=lambda a, b: math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9),
+        signature="fn(observed, probs)", show=lambda v: f"{v:.4f}",
+    )  # fmt: skip
 
 
 def check_count_prediction(answer: float | None, actual: int, expected: float) -> bool:
