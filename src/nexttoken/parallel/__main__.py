@@ -9,8 +9,8 @@ can run.
 With ``RANK`` in the environment (as ``torchrun --nproc-per-node T*P -m nexttoken.parallel ...``
 sets it) it runs in worker mode: this process is one rank, and reads ``WORLD_SIZE``,
 ``MASTER_ADDR`` and ``MASTER_PORT`` (or ``NEXTTOKEN_INIT_METHOD``) and ``NEXTTOKEN_BACKEND``
-(gloo: the check runs on the CPU, so nccl is refused). If you exported ``RANK`` for something else, unset RANK to let this command start
-the ranks itself.
+(gloo: the check runs on the CPU, so nccl is refused). If you exported ``RANK`` for something
+else, unset RANK to let this command start the ranks itself.
 """
 
 from __future__ import annotations
