@@ -102,30 +102,47 @@ def test_history_is_bounded_or_off():
     assert Engine(m, max_batch=1, num_blocks=4, block_tokens=8).keep_history == 10_000
 
 
-@pytest.mark.parametrize("fail_at", [3, 4, 5])
-def test_a_step_that_fails_half_way_loses_no_request(book, monkeypatch, fail_at):
-    """The model fails once, on its ``fail_at``-th pass (pass 3: step 2's decode; 4 and 5: the
-    prefills of the two requests admitted in step 2). Today the requests admitted in that step
-    were then decoded without their prompt (wrong tokens); now the next steps prefill them."""
-    engine = Engine(book, max_batch=4, num_blocks=16, block_tokens=8)
+@pytest.mark.parametrize("where", ["run", "layer", "argmax"])
+def test_a_step_that_fails_half_way_loses_no_request(book, monkeypatch, where):
+    """Step 2's one pass (two decode tokens, two new prompts, the second split by the token budget)
+    fails once: as the model starts (``run``), in its third layer after two layers wrote their keys
+    (``layer``), or after the pass wrote everything, before the tokens are chosen (``argmax``).
+    The next steps redo what is missing: every request gets generate's tokens alone."""
+    from nexttoken.paged import PackedBatch
+
+    engine = Engine(book, max_batch=4, num_blocks=16, block_tokens=8, max_step_tokens=6)
     work = {}
     for p, n in (([1, 2, 3], 5), ([4, 5], 6)):
         work[engine.add_request(p, n, temperature=0)] = (p, n)
-    engine.step()  # passes 1 and 2: the prefills
+    engine.step()  # one pass: both prompts
     for p, n in (([6, 7, 8, 9], 4), ([10, 11], 3)):
         work[engine.add_request(p, n, temperature=0)] = (p, n)
-    real_run, calls = book.run, []
+    calls = []
 
-    def flaky_run(*args, **kwargs):
+    def fail(*args, **kwargs):
         calls.append(1)
-        if len(calls) == fail_at - 2:
-            raise KeyboardInterrupt("the reader pressed stop")
-        return real_run(*args, **kwargs)
+        raise KeyboardInterrupt("the reader pressed stop")
 
-    monkeypatch.setattr(book, "run", flaky_run)
+    if where == "run":
+        monkeypatch.setattr(book, "run", fail)
+    elif where == "layer":
+        real = PackedBatch.attend
+
+        def attend(self, layer, *args):
+            if layer == 2:
+                fail()
+            return real(self, layer, *args)
+
+        monkeypatch.setattr(PackedBatch, "attend", attend)
+    else:
+        real_argmax = torch.Tensor.argmax
+        monkeypatch.setattr(torch.Tensor, "argmax", lambda *a, **k: fail())
     with pytest.raises(KeyboardInterrupt):
         engine.step()
+    assert calls == [1]
     monkeypatch.undo()
+    if where == "argmax":
+        assert torch.Tensor.argmax is real_argmax
     res = engine.run()
     assert {i: res[i] for i in work} == {i: _alone(book, p, n) for i, (p, n) in work.items()}
     assert engine.cache.num_free == engine.cache.num_blocks
@@ -281,26 +298,43 @@ def test_two_views_of_one_sequence_only_the_first_runs(book):
         assert _same_pool(before, _pool(cache))
 
 
-@pytest.mark.parametrize("give", ["nothing", "positions", "mask"])
-def test_a_ragged_view_without_its_positions_and_mask_is_refused(book, give):
+@pytest.mark.parametrize("give", ["nothing", "positions", "mask", "both"])
+def test_a_ragged_view_run_without_its_positions_and_mask_gets_its_own(book, give):
+    """GPT.run asks the view for its inputs: without them (or with its own) every row sits at its
+    own position and sees only its own keys (before: every row at the longest row's position)."""
     cache = PagedKVCache.for_model(book, num_blocks=8, block_tokens=4)
     with torch.inference_mode():
         _prefill(book, cache, "a", [1, 2, 3, 4, 5])
         _prefill(book, cache, "b", [6, 7, 8])
         view = cache.batch(["a", "b"], 1)
-        ids = torch.tensor([[9], [10]])
-        if give == "positions":
-            kw = {"positions": view.positions}
-        elif give == "mask":
-            kw = {"attn_mask": view.mask}
-        else:
-            kw = {}
-        before = _pool(cache)
-        with pytest.raises(ValueError, match="different lengths.*positions=view.positions"):
-            book.run(ids, cache=view, **kw)
-        assert _same_pool(before, _pool(cache))
-        got = view.run(book, ids).logits[:, -1]  # the view passes its own positions and mask
+        kw = {
+            "nothing": {},
+            "positions": {"positions": view.positions},
+            "mask": {"attn_mask": view.mask},
+            "both": {"positions": view.positions, "attn_mask": view.mask},
+        }[give]
+        got = book.run(torch.tensor([[9], [10]]), cache=view, **kw).logits[:, -1]
     assert torch.allclose(got[0], book(torch.tensor([[1, 2, 3, 4, 5, 9]]))[0, -1], atol=1e-4)
+    assert torch.allclose(got[1], book(torch.tensor([[6, 7, 8, 10]]))[0, -1], atol=1e-4)
+
+
+@pytest.mark.parametrize("give", ["positions", "mask", "no mask"])
+def test_a_paged_view_run_with_other_positions_or_mask_is_refused(book, give):
+    cache = PagedKVCache.for_model(book, num_blocks=8, block_tokens=4)
+    with torch.inference_mode():
+        _prefill(book, cache, "a", [1, 2, 3, 4, 5])
+        _prefill(book, cache, "b", [6, 7, 8])
+        view = cache.batch(["a", "b"], 1)
+        kw = {
+            "positions": {"positions": torch.tensor([[5], [5]])},
+            "mask": {"attn_mask": torch.ones_like(view.mask)},
+            "no mask": {"attn_mask": torch.ones(2, 1, 1, 6, dtype=torch.bool)},
+        }[give]
+        before = _pool(cache)
+        with pytest.raises(ValueError, match="differ.* from this PagedBatch's own.*Nothing was"):
+            book.run(torch.tensor([[9], [10]]), cache=view, **kw)
+        assert _same_pool(before, _pool(cache))
+        got = view.run(book, torch.tensor([[9], [10]])).logits[:, -1]  # still unused: it runs
     assert torch.allclose(got[1], book(torch.tensor([[6, 7, 8, 10]]))[0, -1], atol=1e-4)
 
 

@@ -228,6 +228,13 @@ class CausalSelfAttention(nn.Module):
         N = x.size(1)
         q, k, v = self.c_attn(x).split(x.size(-1), dim=2)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        if cache is not None and hasattr(cache, "attend"):  # a cache that attends by itself
+            if need_weights:
+                raise ValueError(
+                    f"{type(cache).__name__} computes attention itself and returns no weights: "
+                    f"run without output_attentions"
+                )
+            return self.c_proj(self.merge_heads(cache.attend(layer, q, k, v))), None
         if cache is not None:  # write this step's keys/values in place, then attend over all
             k, v = cache.update(layer, k, v)
         T = k.size(2)
@@ -401,6 +408,7 @@ class GPT(nn.Module):
         last_only: bool = False,
         positions: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
+        logits_at: torch.Tensor | None = None,
     ) -> GPTOutput:
         """The forward pass, with everything the book looks at.
 
@@ -413,13 +421,21 @@ class GPT(nn.Module):
         gives each token's position (default ``P .. P+N-1`` for every row), and ``attn_mask`` a
         boolean ``(B, 1, N, T)`` (True = may attend; ``T`` = keys attended over) that replaces the
         causal mask. A cache is anything with ``length``, ``check(B, N)``, ``update(layer, k, v)``
-        and ``advance(N)`` (:class:`KVCache`, :class:`nexttoken.paged.PagedBatch`).
+        and ``advance(N)`` (:class:`KVCache`, :class:`nexttoken.paged.PagedBatch`). A cache with
+        ``inputs(positions, attn_mask)`` supplies its own (a paged view); one with
+        ``attend(layer, q, k, v)`` computes attention itself (:class:`nexttoken.paged.PackedBatch`).
+
+        ``logits_at`` ``(K,)``: project only these positions of every row to the vocabulary, logits
+        ``(B, K, V)`` (a serving step needs one row per request, not one per prompt token).
         """
         past = 0 if cache is None else cache.length
         self.check_ids(idx, past)
-        if cache is not None:
-            cache.check(idx.size(0), idx.size(1))
         N = idx.size(1)
+        rows = None if logits_at is None else _check_logits_at(logits_at, N, last_only)
+        if cache is not None:
+            cache.check(idx.size(0), N)
+            if hasattr(cache, "inputs"):  # a paged view knows its rows' positions and mask
+                positions, attn_mask = cache.inputs(positions, attn_mask)
         x = self.transformer.drop(self.embed(idx, past, positions))
         hidden = [x] if output_hidden_states else None
         attns = [] if output_attentions else None
@@ -434,6 +450,8 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if last_only:
             x = x[:, -1:, :]
+        elif rows is not None:
+            x = x.index_select(1, rows)
         logits = self.lm_head(x)  # (B, N, V): scores, not probabilities
         return GPTOutput(logits, hidden, attns, x)
 
@@ -445,6 +463,21 @@ class GPT(nn.Module):
         """An empty :class:`KVCache` matching this model's dtype and device."""
         w = self.transformer.wte.weight
         return KVCache(self.config, batch_size, max_len, dtype=w.dtype, device=w.device)
+
+
+def _check_logits_at(logits_at: object, n_tokens: int, last_only: bool) -> torch.Tensor:
+    """``logits_at`` as a long ``(K,)`` tensor of positions in ``[0, n_tokens)``, or an error."""
+    if last_only:
+        raise ValueError("pass last_only=True or logits_at, not both")
+    if (
+        not isinstance(logits_at, torch.Tensor)
+        or logits_at.dim() != 1
+        or logits_at.is_floating_point()
+    ):
+        raise TypeError("logits_at must be a 1-D integer tensor of positions (K,)")
+    if logits_at.numel() == 0 or int(logits_at.min()) < 0 or int(logits_at.max()) >= n_tokens:
+        raise ValueError(f"logits_at must hold at least one position, each in [0, {n_tokens - 1}]")
+    return logits_at.long()
 
 
 def count_parameters(module: nn.Module) -> int:

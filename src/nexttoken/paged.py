@@ -6,17 +6,27 @@ reserved and never written. Paging (Kwon et al. 2023, "Efficient Memory Manageme
 Language Model Serving with PagedAttention", vLLM) borrows the idea of virtual memory:
 
 - the pool holds ``num_blocks`` blocks of ``block_tokens`` token positions (every layer, keys and
-  values): ``k[layer]`` is ``(num_blocks, block_tokens, H, d_head)``;
+  values): ``k[layer]`` is ``(num_blocks, H, block_tokens, d_head)`` (each head's keys of a block
+  side by side, so a block is a ``(block_tokens, d_head)`` matrix per head, as in vLLM);
 - each sequence owns a **block table**, the list of its blocks in order: token ``t`` of the sequence
   lives in block ``table[t // block_tokens]`` at offset ``t % block_tokens``;
 - a sequence takes a block only when it needs one, and gives all of them back when it ends, for the
   next sequence to reuse. At most ``block_tokens - 1`` positions per sequence are reserved and unused.
 
-Attention reads *through* the block table: :class:`PagedBatch` gathers each sequence's keys and
-values from its blocks into a ``(B, H, T, d_head)`` tensor (``T`` = the longest sequence; shorter
-ones masked), so the model's attention code is the same as for the contiguous cache. (A GPU kernel
-such as vLLM's reads the blocks in place instead of gathering; on a CPU the gather is cheap next to
-the weights' matrix products, and it keeps one attention code path.)
+Attention reads *through* the block table, two ways:
+
+- :class:`PagedBatch` (the teaching version) **gathers** each sequence's keys and values from its
+  blocks into a ``(B, H, T, d_head)`` tensor (``T`` = the longest sequence; shorter ones masked), so
+  the model's attention code is the same as for the contiguous cache; every pass copies every
+  sequence's whole context, in every layer.
+- :class:`PackedBatch` (what :class:`nexttoken.serve.Engine` runs) reads the blocks **in place**:
+  for each block, the scores of its owner's queries against the block's keys (one batched matrix
+  product over the pool's blocks, no copy), then softmax's identity ``softmax(s)_j = e^(s_j - m) /
+  sum_i e^(s_i - m)`` with ``m`` the sequence's largest score joins the blocks' partial sums (as
+  FlashAttention and vLLM's PagedAttention do). It also packs sequences with different numbers of
+  new tokens into one row ``(1, S)``: decode tokens of running requests and chunks of prompts in
+  one pass (chunked prefill). ``reads="gather"`` gives the same pass through the gather, and the
+  tests check the two equal.
 
 When the pool has too few free blocks, :meth:`PagedKVCache.reserve` and :meth:`PagedKVCache.batch`
 raise :class:`PoolExhausted` *before* touching anything: the sequences already running keep their
@@ -34,17 +44,20 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
-from .model import GPT, GPTConfig, GPTOutput
+from .model import GPT, GPTConfig, GPTOutput, fused_attention
 from .sizes import format_bytes
 from .train import available_memory
 
 __all__ = [
     "PagedKVCache",
     "PagedBatch",
+    "PackedBatch",
     "PoolExhausted",
     "UnknownSequence",
     "blocks_for",
@@ -186,7 +199,7 @@ class PagedKVCache:
             "Use fewer or smaller blocks.",
         )
         self.config = config
-        shape = (num_blocks, block_tokens, config.n_head, config.d_head)
+        shape = (num_blocks, config.n_head, block_tokens, config.d_head)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self._free = list(range(num_blocks))  # a min-heap of free block ids
@@ -326,6 +339,17 @@ class PagedKVCache:
         self._take(self._plan({s: self.lengths[s] + n_new for s in seqs}))
         return PagedBatch(self, seqs, n_new)
 
+    def packed(
+        self, seqs: Sequence, counts: Sequence[int], *, reads: str = "blocks"
+    ) -> PackedBatch:
+        """The view for one forward pass of ids ``(1, sum(counts))`` that appends ``counts[i]``
+        tokens to ``seqs[i]`` (packed one sequence after the other; see :class:`PackedBatch`).
+        Blocks are reserved first, as :meth:`batch` does."""
+        seqs = self._check_seqs(seqs)
+        counts = _check_counts(counts, len(seqs))
+        self._take(self._plan({s: self.lengths[s] + n for s, n in zip(seqs, counts, strict=True)}))
+        return PackedBatch(self, seqs, counts, reads=reads)
+
 
 class PagedBatch:
     """``B`` sequences of a :class:`PagedKVCache` seen as one batch for one forward pass.
@@ -338,10 +362,10 @@ class PagedBatch:
     ``s % block_tokens``.
 
     One view, one pass: :meth:`check` (called by ``GPT.run`` before anything is written) refuses
-    a view that was already used, whose sequences were freed or written since it was made, or
-    whose sequences have different lengths while its ``positions`` and ``mask`` were never taken
-    (a ragged batch run without them would place every row at the longest row's position and let
-    it attend to the others' padding).
+    a view that was already used, or whose sequences were freed or written since it was made.
+    ``GPT.run`` then asks :meth:`inputs` for the positions and mask: a view run without them gets
+    its own, and a view run with other ones is refused (a ragged batch at the wrong positions would
+    place every row at the longest row's position and attend to the shorter rows' padding).
     """
 
     def __init__(self, cache: PagedKVCache, seqs: list, n_new: int) -> None:
@@ -360,7 +384,6 @@ class PagedBatch:
         self.cache, self.seqs, self.n_new = cache, seqs, n_new
         self._made = [(cache.generations[s], cache.lengths[s]) for s in seqs]
         self._state = "ready"  # ready -> running (check) -> done (advance)
-        self._taken: set[str] = set()  # which of positions / mask the caller has read
         device = cache.k[0].device
         past = torch.tensor([cache.lengths[s] for s in seqs], device=device)  # (B,)
         T = int(past.max()) + n_new
@@ -393,14 +416,19 @@ class PagedBatch:
     @property
     def positions(self) -> torch.Tensor:
         """``(B, n_new)``: each new token's position in its own sequence."""
-        self._taken.add("positions")
         return self._positions
 
     @property
     def mask(self) -> torch.Tensor | None:
         """``(B, 1, n_new, T)`` boolean (True = may attend), or None when no row is shorter."""
-        self._taken.add("mask")
         return self._mask
+
+    def inputs(
+        self, positions: torch.Tensor | None, attn_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Called by ``GPT.run`` after :meth:`check`: the positions and mask of this pass, the
+        view's own (given None), or a ValueError if the caller passed different ones."""
+        return _own_inputs(self, positions, attn_mask, self._positions, self._mask)
 
     def run(self, model: GPT, ids: torch.Tensor, **kwargs) -> GPTOutput:
         """``model.run(ids, cache=self, positions=self.positions, attn_mask=self.mask, **kwargs)``:
@@ -448,40 +476,10 @@ class PagedBatch:
                 f"tokens, ids have shape {(batch_size, n_new)}"
             )
         self._check_live()
-        if self.ragged and not {"positions", "mask"} <= self._taken:
-            lengths = [length for _, length in self._made]
-            raise ValueError(
-                f"the sequences of this view have different lengths {lengths}: pass "
-                f"positions=view.positions and attn_mask=view.mask to model.run (or call "
-                f"view.run(model, ids)); without them every row would sit at position "
-                f"{self.length} and attend to the shorter rows' padding. Nothing was written"
-            )
         self._state = "running"
 
     def _check_kv(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        pool = self.cache.k[0]
-        H, dh = pool.shape[2:]
-        B, N = len(self.seqs), self.n_new
-        for name, t in (("k", k), ("v", v)):
-            if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[::2] != (B, N):
-                raise ValueError(
-                    f"{name} must be a (B={B}, H, n_new={N}, d_head) tensor, got "
-                    f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
-                )
-        if v.shape != k.shape or v.dtype != k.dtype:
-            raise ValueError(f"k and v must match, got {tuple(k.shape)} and {tuple(v.shape)}")
-        if k.dtype != pool.dtype or k.device != pool.device:
-            raise ValueError(
-                f"this pool's dtype is {pool.dtype} on {pool.device}, the model's keys are "
-                f"{k.dtype} on {k.device}: make the pool with PagedKVCache.for_model(model, ...). "
-                f"Nothing was written"
-            )
-        if tuple(k.shape[1:2]) + tuple(k.shape[3:]) != (H, dh):
-            raise ValueError(
-                f"this pool was made for {H} heads of {dh}, the model's keys are "
-                f"{k.size(1)} heads of {k.size(3)}: make the pool with "
-                f"PagedKVCache.for_model(model, ...). Nothing was written"
-            )
+        _check_kv(self.cache.k[0], k, v, len(self.seqs), self.n_new)
 
     def update(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
@@ -497,14 +495,15 @@ class PagedBatch:
             )
         if layer == 0:  # every layer's keys have layer 0's dtype and shape
             self._check_kv(k, v)
-        kp = self.cache.k[layer].view(-1, *self.cache.k[layer].shape[2:])  # (slots, H, d_head)
-        vp = self.cache.v[layer].view(-1, *self.cache.v[layer].shape[2:])
         B, H, N, dh = k.shape
-        kp.index_copy_(0, self.write_slots, k.transpose(1, 2).reshape(B * N, H, dh))
-        vp.index_copy_(0, self.write_slots, v.transpose(1, 2).reshape(B * N, H, dh))
-        flat, (B, T) = self.read_slots.reshape(-1), self.read_slots.shape
-        k_all = kp.index_select(0, flat).view(B, T, H, dh)  # (B, T, H, d_head), through the table
-        v_all = vp.index_select(0, flat).view(B, T, H, dh)
+        bt = self.cache.block_tokens
+        w_blk, w_off = self.write_slots // bt, self.write_slots % bt
+        r_blk, r_off = self.read_slots // bt, self.read_slots % bt  # (B, T)
+        kp, vp = self.cache.k[layer], self.cache.v[layer]  # (num_blocks, H, block_tokens, d_head)
+        kp[w_blk, :, w_off] = k.transpose(1, 2).reshape(B * N, H, dh)
+        vp[w_blk, :, w_off] = v.transpose(1, 2).reshape(B * N, H, dh)
+        k_all = kp[r_blk, :, r_off]  # (B, T, H, d_head): a copy, through the block table
+        v_all = vp[r_blk, :, r_off]
         return k_all.transpose(1, 2), v_all.transpose(1, 2)
 
     def advance(self, n_new: int) -> None:
@@ -515,3 +514,312 @@ class PagedBatch:
         for s in self.seqs:
             self.cache.lengths[s] += n_new
         self._state = "done"
+
+
+def _exact_in(dtype: torch.dtype, k: object, v: object) -> tuple[object, object]:
+    """``k``, ``v`` in the pool's ``dtype`` when that loses nothing (float64 keys that came from
+    float32, as an int8 model's float64 attention hands over), else as they are (to be refused)."""
+    for t in (k, v):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dtype == dtype:
+            return k, v
+        if not torch.equal(t.to(dtype).to(t.dtype), t):
+            return k, v
+    return k.to(dtype), v.to(dtype)
+
+
+def _check_kv(pool: torch.Tensor, k: object, v: object, B: int, N: int) -> None:
+    """Raise ValueError (before anything is written) unless ``k`` and ``v`` are ``(B, H, N,
+    d_head)`` tensors of the pool's heads, dtype and device."""
+    H, dh = pool.size(1), pool.size(3)
+    for name, t in (("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[::2] != (B, N):
+            raise ValueError(
+                f"{name} must be a (B={B}, H, n_new={N}, d_head) tensor, got "
+                f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
+            )
+    if v.shape != k.shape or v.dtype != k.dtype:
+        raise ValueError(f"k and v must match, got {tuple(k.shape)} and {tuple(v.shape)}")
+    if k.dtype != pool.dtype or k.device != pool.device:
+        raise ValueError(
+            f"this pool's dtype is {pool.dtype} on {pool.device}, the model's keys are "
+            f"{k.dtype} on {k.device}: make the pool with PagedKVCache.for_model(model, ...). "
+            f"Nothing was written"
+        )
+    if tuple(k.shape[1:2]) + tuple(k.shape[3:]) != (H, dh):
+        raise ValueError(
+            f"this pool was made for {H} heads of {dh}, the model's keys are "
+            f"{k.size(1)} heads of {k.size(3)}: make the pool with "
+            f"PagedKVCache.for_model(model, ...). Nothing was written"
+        )
+
+
+def _check_counts(counts: object, n_seqs: int) -> list[int]:
+    """``counts`` as a list of ``n_seqs`` positive ints (new tokens per sequence), or an error."""
+    if not isinstance(counts, (list, tuple)):
+        raise TypeError(f"counts must be a list of ints (new tokens per sequence), got {counts!r}")
+    if len(counts) != n_seqs:
+        raise ValueError(f"counts must give one number per sequence ({n_seqs}), got {len(counts)}")
+    for c in counts:
+        _check_positive_int("each count", c)
+    return list(counts)
+
+
+def _own_inputs(view, positions, attn_mask, own_positions, own_mask):
+    """The view's ``(positions, mask)``; ValueError if the caller passed different ones (the
+    view, accepted by ``check`` a moment before, stays unused)."""
+    name = type(view).__name__
+    view._state = "ready"  # until the inputs are accepted
+    if positions is not None and not (
+        isinstance(positions, torch.Tensor)
+        and positions.shape == own_positions.shape
+        and torch.equal(positions.to(own_positions.device), own_positions)
+    ):
+        raise ValueError(
+            f"positions differ from this {name}'s own (each new token's position in its own "
+            f"sequence): pass positions=None (GPT.run then takes the view's). Nothing was written"
+        )
+    if attn_mask is not None and not (
+        own_mask is not None
+        and isinstance(attn_mask, torch.Tensor)
+        and attn_mask.shape == own_mask.shape
+        and torch.equal(attn_mask.to(own_mask.device), own_mask)
+    ):
+        raise ValueError(
+            f"attn_mask differs from this {name}'s own (each row sees only its own sequence): "
+            f"pass attn_mask=None (GPT.run then takes the view's). Nothing was written"
+        )
+    view._state = "running"
+    return own_positions, own_mask
+
+
+class PackedBatch:
+    """Sequences with their own numbers of new tokens, packed in one forward pass of ids ``(1, S)``.
+
+    Sequence ``i`` contributes ``counts[i]`` consecutive tokens (``S = sum(counts)``): one for a
+    request that is decoding, a chunk of its prompt for one being prefilled, so one pass over the
+    weights serves both (chunked prefill). Each token attends only to its own sequence's earlier
+    tokens. The view implements ``check``, ``inputs`` (each token's position; no mask), ``attend``
+    (write the new keys and values into the blocks, then attention) and ``advance``.
+
+    ``reads="blocks"`` reads keys and values in place, block by block: the decode tokens (one per
+    sequence) are scored against every block of a range of the pool at once, ``(blocks, H,
+    block_tokens, d_head) @ (blocks, H, d_head, 1)``, each block with its owner's query, and the
+    blocks' partial sums are joined per sequence (subtract the sequence's largest score, exponentiate,
+    add up numerators and denominators). ``reads="gather"`` copies each sequence's context into a
+    contiguous tensor first, as :class:`PagedBatch` does: the teaching version, equal to rounding.
+    """
+
+    def __init__(self, cache: PagedKVCache, seqs: list, counts: list[int], *, reads="blocks"):
+        """Made by :meth:`PagedKVCache.packed`, which reserves the blocks first."""
+        if not isinstance(cache, PagedKVCache):
+            raise TypeError(f"cache must be a PagedKVCache, got {type(cache).__name__}")
+        seqs = cache._check_seqs(seqs)
+        counts = _check_counts(counts, len(seqs))
+        if reads not in ("blocks", "gather"):
+            raise ValueError(f"reads must be 'blocks' or 'gather', got {reads!r}")
+        for s, n in zip(seqs, counts, strict=True):
+            if cache.capacity(s) < cache.lengths[s] + n:
+                raise ValueError(
+                    f"sequence {s!r} has room for {cache.capacity(s)} tokens, "
+                    f"{cache.lengths[s] + n} needed: make views with cache.packed(...), "
+                    f"which reserves the blocks"
+                )
+        self.cache, self.seqs, self.counts, self.reads = cache, seqs, counts, reads
+        self._made = [(cache.generations[s], cache.lengths[s]) for s in seqs]
+        self._state = "ready"
+        self.length = 0  # GPT.run's context check: each token's own position comes from inputs()
+        self.past = [cache.lengths[s] for s in seqs]
+        bt, dev = cache.block_tokens, cache.k[0].device
+        pos, blk, starts = [], [], []
+        for s, p, n in zip(seqs, self.past, counts, strict=True):
+            table = cache.tables[s]
+            starts.append(len(pos))
+            pos.extend(range(p, p + n))
+            blk.extend(table[t // bt] for t in range(p, p + n))
+        self.S = len(pos)
+        positions = torch.tensor(pos, device=dev)
+        self._positions = positions.view(1, -1)
+        self._w_blk, self._w_off = torch.tensor(blk, device=dev), positions % bt
+        self._starts = starts
+        one = [i for i, n in enumerate(counts) if n == 1]  # decoding: one query each
+        self._one_rows = torch.tensor([starts[i] for i in one], dtype=torch.long, device=dev)
+        self._many = [i for i, n in enumerate(counts) if n > 1]  # prompt chunks
+        self._plan_one(one)
+        self._plan_many()
+
+    # --- plans: the indices every layer uses, made once per pass ---------------------------------
+    def _plan_one(self, one: list[int]) -> None:
+        """For the one-token sequences: the pool blocks to read (a slice when they are close
+        together, else an index), each block's owner (its row, or ``len(one)`` for none) and which
+        of its offsets hold keys the query may see; for ``gather``, their slots and mask."""
+        cache, bt, dev = self.cache, self.cache.block_tokens, self.cache.k[0].device
+        self._n_one = len(one)
+        if not one:
+            return
+        used = []  # (block, row, valid offsets)
+        for row, i in enumerate(one):
+            last = self.past[i]  # the new token's position: it sees 0 .. last
+            table = cache.tables[self.seqs[i]]
+            for j in range(last // bt + 1):
+                used.append((table[j], row, min(bt, last + 1 - j * bt)))
+        if self.reads == "gather":
+            T = max(self.past[i] for i in one) + 1
+            self._one_slots = self._gather_slots(one, T)
+            cols = torch.arange(T, device=dev)
+            last = torch.tensor([self.past[i] for i in one], device=dev)
+            self._one_mask = (cols[None, :] <= last[:, None])[:, None, None, :]  # (B1, 1, 1, T)
+            return
+        lo, hi = min(u[0] for u in used), max(u[0] for u in used)
+        if hi - lo + 1 <= 2 * len(used) + 8:  # close together: read the pool's blocks lo..hi
+            self._one_blocks = slice(lo, hi + 1)
+            owner, limit = [len(one)] * (hi - lo + 1), [0] * (hi - lo + 1)
+            for block, row, valid in used:
+                owner[block - lo], limit[block - lo] = row, valid
+        else:  # scattered over a large pool: index the used blocks (copies only those)
+            self._one_blocks = torch.tensor([u[0] for u in used], device=dev)
+            owner, limit = [u[1] for u in used], [u[2] for u in used]
+        self._owner = torch.tensor(owner, device=dev)
+        limit = torch.tensor(limit, device=dev)
+        self._valid = (torch.arange(bt, device=dev)[None, :] < limit[:, None])[:, None, :]
+
+    def _gather_slots(self, idx: list[int], T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(block, offset)`` ``(len(idx), T)`` of positions ``0 .. T-1`` of the sequences ``idx``
+        (positions past a sequence's blocks point into its first block: masked, never read)."""
+        cache, bt, dev = self.cache, self.cache.block_tokens, self.cache.k[0].device
+        n_blocks = blocks_for(T, bt)
+        table = torch.zeros(len(idx), n_blocks, dtype=torch.long, device=dev)
+        for r, i in enumerate(idx):
+            blocks = cache.tables[self.seqs[i]][:n_blocks]
+            table[r, : len(blocks)] = torch.tensor(blocks, dtype=torch.long, device=dev)
+            table[r, len(blocks) :] = blocks[0]
+        cols = torch.arange(T, device=dev)
+        return table[:, cols // bt], (cols % bt).expand(len(idx), T)
+
+    def _plan_many(self) -> None:
+        """For each prompt chunk: its blocks (a slice when consecutive), and the causal mask of its
+        queries over the blocks' offsets ``(m, 1, n, block_tokens)``."""
+        cache, bt, dev = self.cache, self.cache.block_tokens, self.cache.k[0].device
+        self._many_plan = []
+        for i in self._many:
+            p, n = self.past[i], self.counts[i]
+            m = blocks_for(p + n, bt)
+            blocks = cache.tables[self.seqs[i]][:m]
+            if self.reads == "gather":
+                self._many_plan.append(self._gather_slots([i], p + n))
+                continue
+            if blocks == list(range(blocks[0], blocks[0] + m)):
+                where = slice(blocks[0], blocks[0] + m)
+            else:
+                where = torch.tensor(blocks, device=dev)
+            keys = torch.arange(m * bt, device=dev).view(m, 1, 1, bt)
+            queries = torch.arange(p, p + n, device=dev).view(1, 1, n, 1)
+            self._many_plan.append((where, keys <= queries))
+
+    # --- the cache interface GPT.run calls ----------------------------------------------------
+    def check(self, batch_size: int, n_new: int) -> None:
+        """Before the pass: raise ValueError (writing nothing) unless ids are ``(1, S)`` and the view
+        is unused and its sequences are as it saw them."""
+        if self._state != "ready":
+            raise ValueError(
+                "this packed view was already used: a view serves exactly one forward pass; "
+                "make a new one with cache.packed(...)"
+            )
+        if (batch_size, n_new) != (1, self.S):
+            raise ValueError(
+                f"this packed view was made for ids of shape (1, {self.S}) (counts "
+                f"{self.counts}), ids have shape {(batch_size, n_new)}"
+            )
+        PagedBatch._check_live(self)
+        self._state = "running"
+
+    def inputs(self, positions, attn_mask):
+        """The view's positions ``(1, S)`` and no mask (each token's sequence is in the view)."""
+        return _own_inputs(self, positions, attn_mask, self._positions, None)
+
+    def run(self, model: GPT, ids: torch.Tensor, **kwargs) -> GPTOutput:
+        """``model.run(ids, cache=self, **kwargs)``: the one pass this view serves."""
+        if not isinstance(model, GPT):
+            raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+        if model.config.n_layer != len(self.cache.k):
+            raise ValueError(
+                f"this pool was made for {len(self.cache.k)} layer(s), the model has "
+                f"{model.config.n_layer}: make the pool with PagedKVCache.for_model(model, ...)"
+            )
+        return model.run(ids, cache=self, **kwargs)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Write this pass's keys and values ``(1, H, S, d_head)`` into the blocks, then return the
+        attention output ``(1, H, S, d_head)`` of the queries ``q`` over their own sequences."""
+        if self._state != "running":
+            raise ValueError("attend() is called by GPT.run, after check() accepted the view")
+        if not 0 <= layer < len(self.cache.k):
+            raise ValueError(
+                f"this pool was made for {len(self.cache.k)} layer(s), the model has more: "
+                f"make the pool with PagedKVCache.for_model(model, ...)"
+            )
+        kp, vp = self.cache.k[layer], self.cache.v[layer]  # (num_blocks, H, block_tokens, d_head)
+        if layer == 0:
+            _check_kv(kp, *_exact_in(kp.dtype, k, v), 1, self.S)
+        kp[self._w_blk, :, self._w_off] = k[0].transpose(0, 1).to(kp.dtype)  # (S, H, d_head)
+        vp[self._w_blk, :, self._w_off] = v[0].transpose(0, 1).to(vp.dtype)
+        q = q[0]  # (H, S, d_head)
+        y = torch.empty_like(q)
+        if self._n_one:
+            q1 = q.index_select(1, self._one_rows).transpose(0, 1)  # (B1, H, d_head)
+            read = self._one_gather if self.reads == "gather" else self._one_blocks_attend
+            y[:, self._one_rows] = read(kp, vp, q1).transpose(0, 1)
+        for i, plan in zip(self._many, self._many_plan, strict=True):
+            a, n = self._starts[i], self.counts[i]
+            read = self._many_gather if self.reads == "gather" else self._many_blocks_attend
+            y[:, a : a + n] = read(kp, vp, q[:, a : a + n], plan)
+        return y.unsqueeze(0)
+
+    def advance(self, n_new: int) -> None:
+        """Count every sequence's new tokens as written (called by ``GPT.run`` after every layer)."""
+        if self._state != "running":
+            raise ValueError("advance() is called by GPT.run, after check() accepted the view")
+        for s, n in zip(self.seqs, self.counts, strict=True):
+            self.cache.lengths[s] += n
+        self._state = "done"
+
+    # --- attention, two ways ------------------------------------------------------------------
+    def _one_blocks_attend(self, kp, vp, q1: torch.Tensor) -> torch.Tensor:
+        """``q1`` ``(B1, H, d_head)``, one query per sequence, over its blocks read in place."""
+        B1, H, dh = q1.shape
+        K, V = kp[self._one_blocks], vp[self._one_blocks]  # (nb, H, bt, d_head): views of the pool
+        K, V = K.to(q1.dtype), V.to(q1.dtype)  # no-op but for float64 attention (int8 models)
+        owner = self._owner  # (nb,): the row whose blocks these are (B1 = nobody's)
+        qb = torch.cat([q1, q1.new_zeros(1, H, dh)])[owner]  # (nb, H, d_head): each block's query
+        s = (K @ qb.unsqueeze(-1)).squeeze(-1) * (1.0 / math.sqrt(dh))  # (nb, H, bt)
+        s = s.masked_fill(~self._valid, float("-inf"))
+        m = s.new_full((B1 + 1, H), float("-inf"))
+        m = m.scatter_reduce(0, owner[:, None].expand(-1, H), s.amax(-1), "amax")
+        m[B1] = 0.0  # nobody's blocks: every score -inf, every weight 0
+        e = torch.exp(s - m[owner].unsqueeze(-1))  # (nb, H, bt): e^(score - its sequence's max)
+        den = s.new_zeros(B1 + 1, H).index_add_(0, owner, e.sum(-1))
+        num = s.new_zeros(B1 + 1, H, dh).index_add_(0, owner, (e.unsqueeze(-2) @ V).squeeze(-2))
+        return num[:B1] / den[:B1].unsqueeze(-1)
+
+    def _one_gather(self, kp, vp, q1: torch.Tensor) -> torch.Tensor:
+        """The same through a copy of each sequence's context, ``(B1, H, T, d_head)``."""
+        blk, off = self._one_slots
+        K, V = kp[blk, :, off].transpose(1, 2), vp[blk, :, off].transpose(1, 2)
+        K, V = K.to(q1.dtype), V.to(q1.dtype)
+        y = F.scaled_dot_product_attention(q1.unsqueeze(2), K, V, attn_mask=self._one_mask)
+        return y.squeeze(2)
+
+    def _many_blocks_attend(self, kp, vp, q: torch.Tensor, plan) -> torch.Tensor:
+        """One sequence's chunk ``q`` ``(H, n, d_head)`` over its blocks read in place (causal)."""
+        where, allowed = plan
+        K, V = kp[where].to(q.dtype), vp[where].to(q.dtype)  # (m, H, bt, d_head)
+        s = (q.unsqueeze(0) @ K.transpose(-1, -2)) * (1.0 / math.sqrt(q.size(-1)))  # (m,H,n,bt)
+        s = s.masked_fill(~allowed, float("-inf"))
+        m = s.amax(dim=(0, 3), keepdim=True)  # (1, H, n, 1): every query sees its own key
+        e = torch.exp(s - m)
+        return (e @ V).sum(0) / e.sum(dim=(0, 3)).unsqueeze(-1)
+
+    def _many_gather(self, kp, vp, q: torch.Tensor, plan) -> torch.Tensor:
+        blk, off = plan
+        K, V = kp[blk, :, off].transpose(1, 2), vp[blk, :, off].transpose(1, 2)  # (1, H, T, dh)
+        K, V = K.to(q.dtype), V.to(q.dtype)
+        return fused_attention(q.unsqueeze(0), K, V).squeeze(0)

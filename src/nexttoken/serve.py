@@ -13,11 +13,15 @@ One :meth:`Engine.step`:
    the blocks for the request's prompt plus its ``max_new_tokens`` (reserved at admission, so a
    running request never runs out of blocks; vLLM instead allocates on demand and pre-empts a
    request when the pool runs dry);
-2. **decode**: one forward pass of ``(B, 1)`` ids for every running request admitted before this
-   step (each at its own position, attending only to its own blocks), one token each;
-3. **prefill** each request admitted in this step (its prompt alone, as ``generate`` does), which
-   gives its first token;
-4. **retire** requests that reached ``max_new_tokens`` or their ``stop_token``: their blocks and slot
+2. **one forward pass** (chunked prefill, as in Sarathi-Serve and vLLM) of up to
+   ``max_step_tokens`` tokens packed in one row (:class:`~nexttoken.paged.PackedBatch`): first the
+   last token of every request that is decoding, then the prompt tokens of newly admitted requests,
+   first come first served, a long prompt split over several steps. Each token sits at its own
+   position and attends only to its own request's blocks (read in place). A request whose prompt
+   is complete gets a token, sampled from its last row; the weights are read once for all of them
+   (one pass with ``D + P`` rows costs about what ``D`` rows cost while the products stay under the
+   roofline's ridge: see notebook 10);
+3. **retire** requests that reached ``max_new_tokens`` or their ``stop_token``: their blocks and slot
    are free for the next step.
 
 Each request's tokens are sampled by :func:`nexttoken.sampling.sample` with its own settings and
@@ -102,10 +106,17 @@ class Engine:
       are admitted only when the batch is empty (finished requests still leave at once, so this
       baseline never computes padding: it is kinder to static batching than a padded batch is);
     - ``clock``: the function that stamps ``arrival_time`` / ``finish_time`` (default
-      ``time.perf_counter``; a benchmark on a shared machine may pass ``time.process_time``).
+      ``time.perf_counter``; a benchmark on a shared machine may pass ``time.process_time``);
+    - ``max_step_tokens``: the most tokens one step's pass carries (decode tokens first, then
+      prompt chunks); at most the context length ``block_size``. The default, 128 (or
+      ``block_size`` when smaller), was the fastest
+      of 32..256 on ``benchmarks/serving_peer.py``'s workload on a CPU;
+    - ``reads``: ``"blocks"`` (attention reads the pool's blocks in place) or ``"gather"`` (copies
+      each request's context first: the teaching version; the same tokens).
 
     ``history`` holds, for each of the last ``keep_history`` steps (default 10,000; 0 keeps none),
-    the ``step``, the request in each slot (None when idle) and the pool's block owners: the
+    the ``step``, the request in each slot (None when idle), the pool's block owners and
+    ``"prefill"``: ``{request id: prompt tokens}`` of the chunks this step's pass carried: the
     notebook draws them.
 
     ``requests`` maps the id of every request not yet popped to its :class:`Request`; ids count up
@@ -122,6 +133,8 @@ class Engine:
         static: bool = False,
         clock: Callable[[], float] = time.perf_counter,
         keep_history: int = 10_000,
+        max_step_tokens: int | None = None,
+        reads: str = "blocks",
     ) -> None:
         if not isinstance(model, GPT):
             raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
@@ -141,6 +154,18 @@ class Engine:
             raise TypeError(f"clock must be a function returning seconds, got {clock!r}")
         self.clock = clock
         self.keep_history = _check_int("keep_history", keep_history, 0)
+        if max_step_tokens is None:
+            max_step_tokens = min(128, model.config.block_size)
+        _check_positive_int("max_step_tokens", max_step_tokens)
+        if max_step_tokens > model.config.block_size:
+            raise ValueError(
+                f"max_step_tokens must be in [1, {model.config.block_size}] (the context length "
+                f"block_size: one pass's row holds at most that many tokens), got {max_step_tokens}"
+            )
+        self.max_step_tokens = max_step_tokens
+        if reads not in ("blocks", "gather"):
+            raise ValueError(f"reads must be 'blocks' or 'gather', got {reads!r}")
+        self.reads = reads
         self._check_memory(num_blocks, block_tokens)
         self.cache = PagedKVCache.for_model(model, num_blocks, block_tokens)
         self.requests: dict[int, Request] = {}
@@ -257,18 +282,6 @@ class Engine:
             admitted.append(req)
         return admitted
 
-    def _forward(self, reqs: list[Request], ids: torch.Tensor) -> None:
-        """One pass of ``ids`` ``(B, N)`` for ``reqs`` through the paged cache; append one token
-        to each request, sampled from its own row with its own settings."""
-        view = self.cache.batch([r.id for r in reqs], ids.size(1))
-        logits = view.run(self.model, ids, last_only=True).logits[:, -1, :]  # (B, V)
-        new = [
-            int(sample(logits[b : b + 1], r.temperature, r.top_k, r.top_p, r.generator))
-            for b, r in enumerate(reqs)
-        ]
-        for r, token in zip(reqs, new, strict=True):
-            r.tokens.append(token)
-
     def _rewind(self, req: Request, n_tokens: int) -> None:
         """Make ``req``'s cache hold ``n_tokens`` tokens before its next pass: a pass that failed
         after writing may have left it ahead of ``req.tokens``."""
@@ -292,11 +305,60 @@ class Engine:
                 f"request resumes at the next step) or make a new Engine"
             )
 
-    def step(self) -> dict[int, int]:
-        """One step: admit, decode every running request by one token, prefill the new ones,
-        retire the finished. Returns ``{request id: token generated in this step}``."""
-        self._check_model()
+    def _plan(self) -> list[tuple[Request, int, int]]:
+        """This step's work: ``(request, first token, count)``, up to ``max_step_tokens`` tokens:
+        every decoding request's last token first (slot order), then prompt chunks, oldest first.
+        Each request's cache is rewound to the tokens it holds for sure (a pass that failed after
+        writing may have left it ahead)."""
+        work, budget = [], self.max_step_tokens
+        running = self.running
+        for r in running:
+            self._rewind(r, min(self.cache.lengths[r.id], len(r.tokens) - 1))
+        decoding = [r for r in running if self.cache.lengths[r.id] == len(r.tokens) - 1]
+        rest = sorted((r for r in running if self.cache.lengths[r.id] < len(r.tokens) - 1),
+                      key=lambda r: r.id)  # fmt: skip
+        for r in decoding + rest:
+            if budget == 0:
+                break
+            start = self.cache.lengths[r.id]
+            n = min(len(r.tokens) - start, budget)
+            work.append((r, start, n))
+            budget -= n
+        return work
+
+    def _forward(self, work: list[tuple[Request, int, int]]) -> list[Request]:
+        """One pass of every request's tokens in ``work``, packed in one row; append a token to
+        each request whose tokens are all in the cache now. Returns those requests."""
+        ids, rows, done = [], [], []
+        for r, start, n in work:
+            ids.extend(r.tokens[start : start + n])
+            if start + n == len(r.tokens):
+                rows.append(len(ids) - 1)
+                done.append(r)
         device = self.model.device
+        view = self.cache.packed(
+            [r.id for r, _, _ in work], [n for _, _, n in work], reads=self.reads
+        )
+        if not done:  # only prompt chunks: fill the cache, no token yet
+            view.run(self.model, torch.tensor([ids], device=device), last_only=True)
+            return done
+        at = torch.tensor(rows, device=device)
+        logits = view.run(self.model, torch.tensor([ids], device=device), logits_at=at).logits[0]
+        if all(r.temperature == 0 for r in done):  # greedy: one argmax for every row
+            new = logits.argmax(-1).tolist()
+        else:
+            new = [
+                int(sample(logits[b : b + 1], r.temperature, r.top_k, r.top_p, r.generator))
+                for b, r in enumerate(done)
+            ]
+        for r, token in zip(done, new, strict=True):
+            r.tokens.append(token)
+        return done
+
+    def step(self) -> dict[int, int]:
+        """One step: admit, one pass (every decoding request's next token and prompt chunks of the
+        new ones), retire the finished. Returns ``{request id: token generated in this step}``."""
+        self._check_model()
         for r in self.running:  # finished in a step that failed afterwards
             if r.done():
                 self._finish(r)
@@ -304,34 +366,27 @@ class Engine:
         self.model.eval()
         try:
             with torch.inference_mode():
-                decoding = [r for r in self.running if r.n_new > 0]
                 self._admit()
-                prefill = [r for r in self.running if r.n_new == 0]  # also any a failure left
+                work = self._plan()
                 self.steps += 1
-                if decoding:
-                    for r in decoding:
-                        self._rewind(r, len(r.tokens) - 1)
-                    last = torch.tensor([[r.tokens[-1]] for r in decoding], device=device)
-                    self._forward(decoding, last)
-                for r in prefill:
-                    self._rewind(r, 0)
-                    self._forward([r], torch.tensor([r.prompt], device=device))
+                produced = self._forward(work) if work else []
         finally:
             self.model.train(was_training)
         if self.keep_history:
+            prefill = {r.id: n for r, start, n in work if start < len(r.prompt)}
             self.history.append(
                 {
                     "step": self.steps,
                     "slots": [None if r is None else r.id for r in self.slots],
                     "blocks": self.cache.owner_map(),
+                    "prefill": prefill,
                 }
             )
             del self.history[: max(0, len(self.history) - self.keep_history)]
-        produced = {r.id: r.tokens[-1] for r in decoding + prefill}
-        for r in decoding + prefill:
+        for r in produced:
             if r.done():
                 self._finish(r)
-        return produced
+        return {r.id: r.tokens[-1] for r in produced}
 
     def run(self) -> dict[int, list[int]]:
         """Step until no request waits or runs; returns ``{id: prompt + continuation}`` for every
