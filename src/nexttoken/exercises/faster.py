@@ -227,6 +227,7 @@ def check_verify_cost_prediction(answer: float | None, actual: float) -> bool:
         "verify cost prediction",
         rel_tol=0.3,
         explain="at batch 1 a step reads every weight for one row of products; with more rows the "
-        "same weights serve them all, but on a CPU the matrix kernel turns compute-bound from a "
-        "few rows on, so 5 rows cost more than 1 (on a GPU, nearly the same)",
+        "same weights serve them all, but on a CPU the few-row matrix kernel is inefficient (it "
+        "reaches neither the memory roof nor the compute roof, notebook 11), so 5 rows cost more "
+        "than 1 (on a GPU, nearly the same)",
     )
