@@ -195,6 +195,9 @@ class _Float64Cache:
         k, v = self.cache.update(layer, k.float(), v.float())
         return k.double(), v.double()
 
+    def __getattr__(self, name: str):  # anything else: the cache's own
+        return getattr(self.cache, name)
+
 
 class Float64Attention(CausalSelfAttention):
     """:class:`~nexttoken.model.CausalSelfAttention` computed in float64, its output rounded to fp32.
