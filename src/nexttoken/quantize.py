@@ -195,7 +195,9 @@ class _Float64Cache:
         k, v = self.cache.update(layer, k.float(), v.float())
         return k.double(), v.double()
 
-    def __getattr__(self, name: str):  # anything else: the cache's own
+    def __getattr__(self, name: str):  # anything else (e.g. a paged view's attend): the cache's
+        if name == "cache":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.cache, name)
 
 
