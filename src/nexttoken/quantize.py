@@ -36,9 +36,10 @@ neighbours. 7 bits, not 8: fbgemm multiplies unsigned 8-bit activations by signe
 pairs summed in 16 bits, which saturates on CPUs without VNNI above 7 bits -- with 7, the integer
 sums are exact on every x86 CPU. torch announces that its quantized-tensor API moves to torchao;
 only the weight packing (once, in :func:`quantize`) touches it. torchao 0.18's CPU int8 paths
-(``Int8DynamicActivationInt8WeightConfig``, ``Int8WeightOnlyConfig``) and ``torch._int_mm`` /
-``torch._weight_int8pack_mm`` were all slower than fp32 for one row on this book's CPU
-(benchmarks/RESULTS.md), so fbgemm stays until they are not.
+(``Int8DynamicActivationInt8WeightConfig``, ``Int8WeightOnlyConfig``) and
+``torch._weight_int8pack_mm`` were slower than fp32 for one row on this book's CPU, and
+``torch._int_mm`` (exact integers too) 2.5x slower than fbgemm (benchmarks/RESULTS.md), so fbgemm
+stays until they are not.
 """
 
 from __future__ import annotations
