@@ -1,8 +1,8 @@
 """Hostile input to the serving code (batching, paged, serve, speculative).
 
 Every public argument is checked before any work, with a message naming it and its allowed values;
-a paged view that outlived its sequence, or is used twice, or runs ragged without its positions and
-mask, fails before it writes; the engine never hands out an id twice, can release what it served,
+a paged view that outlived its sequence, or is used twice, or runs with positions or a mask other
+than its own, fails before it writes; the engine never hands out an id twice, can release what it served,
 and a refused request leaves it exactly as it was.
 """
 
@@ -500,3 +500,95 @@ def test_generate_batch_refuses_a_batch_whose_cache_does_not_fit(monkeypatch):
     with pytest.raises(ValueError, match="400 prompts.*needs about .* MB.*1.0 MB available"):
         generate_batch(_model(), prompts, 20, temperature=0)
     assert len(generate_batch(_model(), prompts[:2], 20, temperature=0)) == 2
+
+
+@pytest.mark.parametrize(
+    "kw, err, match",
+    [
+        ({"max_step_tokens": 0}, ValueError, "max_step_tokens must be >= 1"),
+        ({"max_step_tokens": 25}, ValueError, r"max_step_tokens must be in \[1, 24\]"),
+        ({"max_step_tokens": 2.0}, TypeError, "max_step_tokens must be an int"),
+        ({"max_step_tokens": True}, TypeError, "max_step_tokens must be an int"),
+        ({"reads": "copy"}, ValueError, "reads must be 'blocks' or 'gather'"),
+    ],
+)
+def test_engine_step_budget_and_reads_are_checked(kw, err, match):
+    with pytest.raises(err, match=match):
+        Engine(_model(), max_batch=2, num_blocks=8, block_tokens=4, **kw)
+
+
+def test_the_default_step_budget_fits_the_context():
+    assert Engine(_model(), max_batch=2, num_blocks=8, block_tokens=4).max_step_tokens == 24
+
+
+@pytest.mark.parametrize(
+    "seqs, counts, kw, err, match",
+    [
+        (["a"], [0], {}, ValueError, "each count must be >= 1"),
+        (["a"], [1, 1], {}, ValueError, "one number per sequence"),
+        (["a"], 1, {}, TypeError, "counts must be a list"),
+        (["a", "a"], [1, 1], {}, ValueError, "appears twice"),
+        (["zz"], [1], {}, ValueError, "unknown sequence"),
+        (["a"], [1], {"reads": "copy"}, ValueError, "reads must be 'blocks' or 'gather'"),
+        (["a"], [30], {}, ValueError, "more than the context length"),
+    ],
+)
+def test_bad_packed_views_are_refused_before_taking_blocks(seqs, counts, kw, err, match):
+    cache = PagedKVCache.for_model(_model(), num_blocks=8, block_tokens=4)
+    cache.add("a")
+    with pytest.raises(err, match=match):
+        cache.packed(seqs, counts, **kw)
+    assert cache.num_free == 8 and cache.tables == {"a": []}
+
+
+def test_a_packed_view_serves_one_pass_of_its_own_shape():
+    model, cache = _model(), PagedKVCache.for_model(_model(), num_blocks=8, block_tokens=4)
+    cache.add("a")
+    cache.add("b")
+    with torch.inference_mode():
+        view = cache.packed(["a", "b"], [3, 2])
+        before = _pool(cache)
+        with pytest.raises(ValueError, match=r"ids of shape \(1, 5\).*\(1, 4\)"):
+            model.run(torch.tensor([[1, 2, 3, 4]]), cache=view)
+        with pytest.raises(ValueError, match="positions differ from this PackedBatch's own"):
+            model.run(
+                torch.tensor([[1, 2, 3, 4, 5]]), cache=view, positions=torch.zeros(1, 5).long()
+            )
+        with pytest.raises(ValueError, match="attn_mask differs"):
+            model.run(
+                torch.tensor([[1, 2, 3, 4, 5]]), cache=view,
+                attn_mask=torch.ones(1, 1, 5, 5, dtype=torch.bool),
+            )  # fmt: skip
+        with pytest.raises(ValueError, match="returns no weights"):
+            model.run(torch.tensor([[1, 2, 3, 4, 5]]), cache=view, output_attentions=True)
+        assert _same_pool(before, _pool(cache))
+        view = cache.packed(["a", "b"], [3, 2])  # the last one was stopped inside the pass
+        view.run(model, torch.tensor([[1, 2, 3, 4, 5]]))
+        with pytest.raises(ValueError, match="already used"):
+            view.run(model, torch.tensor([[1, 2, 3, 4, 5]]))
+        stale = cache.packed(["a"], [1])
+        cache.packed(["a"], [1]).run(model, torch.tensor([[6]]))
+        with pytest.raises(ValueError, match="stale.*holds 4 tokens now"):
+            stale.run(model, torch.tensor([[7]]))
+    assert cache.lengths == {"a": 4, "b": 2}
+
+
+@pytest.mark.parametrize(
+    "at, err, match",
+    [
+        ([1], TypeError, "logits_at must be a 1-D integer tensor"),
+        (torch.tensor([0.0]), TypeError, "logits_at must be a 1-D integer tensor"),
+        (torch.tensor([[0]]), TypeError, "logits_at must be a 1-D integer tensor"),
+        (torch.tensor([3]), ValueError, r"each in \[0, 2\]"),
+        (torch.tensor([-1]), ValueError, r"each in \[0, 2\]"),
+        (torch.tensor([], dtype=torch.long), ValueError, "at least one position"),
+    ],
+)
+def test_bad_logits_at(at, err, match):
+    with pytest.raises(err, match=match):
+        _model().run(torch.tensor([[1, 2, 3]]), logits_at=at)
+
+
+def test_logits_at_and_last_only_together_are_refused():
+    with pytest.raises(ValueError, match="last_only=True or logits_at, not both"):
+        _model().run(torch.tensor([[1, 2, 3]]), logits_at=torch.tensor([0]), last_only=True)

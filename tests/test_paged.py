@@ -183,3 +183,129 @@ def test_truncate_forgets_positions_and_invalidates_older_views(book):
         cache.truncate("a", 1.0)
     with pytest.raises(ValueError, match="unknown sequence 'b'"):
         cache.truncate("b", 0)
+
+
+def test_the_pool_holds_each_heads_block_as_a_matrix(tiny_config):
+    """``k[layer]`` is ``(num_blocks, H, block_tokens, d_head)``: a block of one head is a
+    ``(block_tokens, d_head)`` matrix that attention multiplies in place."""
+    cache = PagedKVCache(tiny_config, num_blocks=5, block_tokens=3)
+    shape = (5, tiny_config.n_head, 3, tiny_config.d_head)
+    assert all(t.shape == shape for t in cache.k + cache.v)
+
+
+def packed_passes(model, cache, prompts, chunks, reads):
+    """Feed ``prompts`` through packed passes, ``chunks[s]`` giving each pass's token counts;
+    returns each prompt's logits, ``(len(prompt), V)``, gathered from the passes."""
+    done, got = [0] * len(prompts), [[] for _ in prompts]
+    for i in range(len(prompts)):
+        cache.add(i)
+    with torch.inference_mode():
+        for step in chunks:
+            seqs = [i for i, n in enumerate(step) if n]
+            counts = [step[i] for i in seqs]
+            ids = [t for i in seqs for t in prompts[i][done[i] : done[i] + step[i]]]
+            logits = cache.packed(seqs, counts, reads=reads).run(model, torch.tensor([ids]))
+            a = 0
+            for i, n in zip(seqs, counts, strict=True):
+                got[i].append(logits.logits[0, a : a + n])
+                a, done[i] = a + n, done[i] + n
+    return [torch.cat(g) for g in got]
+
+
+def random_chunks(rng, lengths):
+    """Passes that each take 0..7 more tokens of every prompt (at least one token per pass)."""
+    left, passes = list(lengths), []
+    while any(left):
+        step = [min(n, rng.randint(0, 7)) for n in left]
+        if not any(step):
+            step[left.index(next(n for n in left if n))] = 1
+        passes.append(step)
+        left = [n - s for n, s in zip(left, step, strict=True)]
+    return passes
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 30), min_size=1, max_size=4),
+    block_tokens=st.sampled_from([1, 3, 16]),
+    seed=st.integers(0, 1000),
+    spread=st.booleans(),
+)
+def test_packed_passes_read_in_place_equal_the_gather_and_the_unpaged_model(
+    book, lengths, block_tokens, seed, spread
+):
+    """Prompts fed in chunks of any sizes, several sequences per pass (one-token rows and chunks
+    mixed): the blocks read in place give the gather's logits and the model's own without a cache.
+    ``spread``: other sequences hold 7 blocks of every 8 (a sequence's blocks lie far apart: the
+    scattered-blocks path)."""
+    import random
+
+    rng = random.Random(seed)
+    prompts = [[rng.randrange(book.config.vocab_size) for _ in range(n)] for n in lengths]
+    chunks = random_chunks(rng, lengths)
+    out = {}
+    for reads in ("blocks", "gather"):
+        cache = PagedKVCache.for_model(book, num_blocks=400, block_tokens=block_tokens)
+        if spread:  # fragment the pool: every other block held by a sequence that stays
+            for b in range(80):
+                cache.add(("pad", b))
+                cache.reserve(("pad", b), block_tokens)
+                if b % 8 == 7:
+                    cache.free(("pad", b))
+        out[reads] = packed_passes(book, cache, prompts, chunks, reads)
+    with torch.inference_mode():
+        for p, a, b in zip(prompts, out["blocks"], out["gather"], strict=True):
+            alone = book(torch.tensor([p]))[0]
+            assert torch.allclose(a, alone, atol=2e-5), (a - alone).abs().max()
+            assert torch.allclose(b, alone, atol=2e-5), (b - alone).abs().max()
+
+
+def test_a_packed_view_reads_blocks_in_place_without_gathering(book, monkeypatch):
+    """Decode rows of sequences whose blocks lie close together read a slice of the pool (a view):
+    no advanced indexing of the pool happens in attention."""
+    from nexttoken.paged import PackedBatch
+
+    cache = PagedKVCache.for_model(book, num_blocks=16, block_tokens=4)
+    with torch.inference_mode():
+        for s, p in (("a", [1, 2, 3, 4, 5]), ("b", [6, 7])):
+            cache.add(s)
+            cache.packed([s], [len(p)]).run(book, torch.tensor([p]))
+        view = cache.packed(["a", "b"], [1, 1])
+        assert view._one_blocks == slice(0, 3)  # a: blocks 0, 1; b: block 2
+        seen = []
+        real = PackedBatch._one_blocks_attend
+
+        def spy(self, kp, vp, q1):
+            seen.append((kp[self._one_blocks].data_ptr(), kp.data_ptr()))
+            return real(self, kp, vp, q1)
+
+        monkeypatch.setattr(PackedBatch, "_one_blocks_attend", spy)
+        view.run(book, torch.tensor([[9, 10]]))
+    assert seen and all(a == b for a, b in seen)  # the keys read start at the pool's own memory
+
+
+def test_blocks_far_apart_are_indexed_and_give_the_same_logits(book):
+    cache = PagedKVCache.for_model(book, num_blocks=64, block_tokens=1)
+    for b in range(40):  # the free blocks: 7, 15, 23, 31, 39, then 40..63
+        cache.add(("pad", b))
+        cache.reserve(("pad", b), 1)
+    for b in range(7, 40, 8):
+        cache.free(("pad", b))
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    with torch.inference_mode():
+        cache.add("a")
+        cache.packed(["a"], [7]).run(book, torch.tensor([prompt[:7]]))
+        view = cache.packed(["a"], [1])
+        assert torch.is_tensor(view._one_blocks)  # blocks 7, 15, ..., 39, 40, 41, 42: indexed
+        got = view.run(book, torch.tensor([prompt[7:]])).logits[0, -1]
+        assert torch.allclose(got, book(torch.tensor([prompt]))[0, -1], atol=2e-5)
+
+
+def test_logits_at_projects_only_those_positions(book):
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.inference_mode():
+        full = book.run(ids).logits
+        some = book.run(ids, logits_at=torch.tensor([4, 1])).logits
+    assert some.shape == (1, 2, book.config.vocab_size)
+    assert torch.allclose(some[0, 0], full[0, 4], atol=1e-5)
+    assert torch.allclose(some[0, 1], full[0, 1], atol=1e-5)

@@ -38,15 +38,24 @@ def drive(engine, arrivals):
     max_batch=st.integers(1, 5),
     block_tokens=st.sampled_from([1, 4, 16]),
     n_requests=st.integers(1, 8),
+    max_step_tokens=st.sampled_from([1, 2, 3, 5, 8, 24, 128]),
+    reads=st.sampled_from(["blocks", "gather"]),
 )
-def test_continuous_batching_equals_generate_alone(book, seed, max_batch, block_tokens, n_requests):
+def test_continuous_batching_equals_generate_alone(
+    book, seed, max_batch, block_tokens, n_requests, max_step_tokens, reads
+):
+    """Requests arriving at random steps, prompts split into chunks by any token budget (from one
+    token a step up), attention read in place or gathered: every request gets generate's tokens."""
     rng = random.Random(seed)
     V = book.config.vocab_size
     arrivals = []
     for _ in range(n_requests):
         p = [rng.randrange(V) for _ in range(rng.randint(1, 24))]
         arrivals.append((rng.randint(0, 12), p, rng.randint(0, 14), {}))
-    engine = Engine(book, max_batch=max_batch, num_blocks=80, block_tokens=block_tokens)
+    engine = Engine(
+        book, max_batch=max_batch, num_blocks=80, block_tokens=block_tokens,
+        max_step_tokens=max_step_tokens, reads=reads,
+    )  # fmt: skip
     added = drive(engine, arrivals)
     results = engine.results()
     assert set(results) == set(added)
@@ -203,3 +212,45 @@ def test_a_server_that_pops_and_drops_results_serves_every_request_right(
         p, n = asked[i]
         assert got == generate(book, p, n, temperature=0)[0].tolist(), i
     assert engine.cache.num_free == engine.cache.num_blocks
+
+
+def test_every_chunk_size_of_a_prompt_gives_generates_tokens(book):
+    """One request, the budget from 1 token a step to the whole prompt (and more): the prompt is
+    split into chunks of that size, and the tokens are generate's alone; ``history`` records the
+    chunks."""
+    prompt = [7, 300, 12, 9, 4000, 51, 8, 8, 1023, 77, 5, 2]
+    want = generate(book, prompt, 5, temperature=0)[0].tolist()
+    for budget in range(1, len(prompt) + 2):
+        engine = Engine(book, max_batch=2, num_blocks=8, block_tokens=4, max_step_tokens=budget)
+        rid = engine.add_request(prompt, 5, temperature=0)
+        assert engine.run()[rid] == want, budget
+        chunks = [h["prefill"][rid] for h in engine.history if rid in h["prefill"]]
+        whole, rest = divmod(len(prompt), budget)
+        assert chunks == [budget] * whole + ([rest] if rest else []), budget
+        assert engine.steps == len(chunks) + 4  # then one token a step (the first with the prompt)
+
+
+def test_one_pass_per_step_carries_decode_tokens_and_prompt_chunks(book, monkeypatch):
+    """Two requests decoding, one arriving with a 10-token prompt, a budget of 6 tokens a step:
+    each step is one forward pass of the 2 decode tokens and 4 prompt tokens, then the rest."""
+    engine = Engine(book, max_batch=4, num_blocks=16, block_tokens=4, max_step_tokens=6)
+    a = engine.add_request([1, 2], 6, temperature=0)
+    b = engine.add_request([3, 4, 5], 6, temperature=0)
+    engine.step()  # both prompts (5 tokens) in one pass
+    c = engine.add_request(list(range(10, 20)), 3, temperature=0)
+    real_run, widths = book.run, []
+
+    def counting_run(ids, **kw):
+        widths.append(tuple(ids.shape))
+        return real_run(ids, **kw)
+
+    monkeypatch.setattr(book, "run", counting_run)
+    assert set(engine.step()) == {a, b}  # c's first 4 prompt tokens: no token yet
+    assert set(engine.step()) == {a, b}  # the next 4
+    assert set(engine.step()) == {a, b, c}  # the last 2, and c's first token
+    assert widths == [(1, 6), (1, 6), (1, 4)]
+    assert [h["prefill"] for h in engine.history] == [{a: 2, b: 3}, {c: 4}, {c: 4}, {c: 2}]
+    monkeypatch.undo()
+    res = engine.run()
+    for rid, (p, n) in {a: ([1, 2], 6), b: ([3, 4, 5], 6), c: (list(range(10, 20)), 3)}.items():
+        assert res[rid] == generate(book, p, n, temperature=0)[0].tolist()

@@ -347,6 +347,7 @@ class PagedKVCache:
         Blocks are reserved first, as :meth:`batch` does."""
         seqs = self._check_seqs(seqs)
         counts = _check_counts(counts, len(seqs))
+        _check_reads(reads)
         self._take(self._plan({s: self.lengths[s] + n for s, n in zip(seqs, counts, strict=True)}))
         return PackedBatch(self, seqs, counts, reads=reads)
 
@@ -564,6 +565,12 @@ def _check_counts(counts: object, n_seqs: int) -> list[int]:
     return list(counts)
 
 
+def _check_reads(reads: object) -> str:
+    if reads not in ("blocks", "gather"):
+        raise ValueError(f"reads must be 'blocks' or 'gather', got {reads!r}")
+    return reads
+
+
 def _own_inputs(view, positions, attn_mask, own_positions, own_mask):
     """The view's ``(positions, mask)``; ValueError if the caller passed different ones (the
     view, accepted by ``check`` a moment before, stays unused)."""
@@ -615,8 +622,7 @@ class PackedBatch:
             raise TypeError(f"cache must be a PagedKVCache, got {type(cache).__name__}")
         seqs = cache._check_seqs(seqs)
         counts = _check_counts(counts, len(seqs))
-        if reads not in ("blocks", "gather"):
-            raise ValueError(f"reads must be 'blocks' or 'gather', got {reads!r}")
+        _check_reads(reads)
         for s, n in zip(seqs, counts, strict=True):
             if cache.capacity(s) < cache.lengths[s] + n:
                 raise ValueError(
@@ -790,7 +796,8 @@ class PackedBatch:
         K, V = K.to(q1.dtype), V.to(q1.dtype)  # no-op but for float64 attention (int8 models)
         owner = self._owner  # (nb,): the row whose blocks these are (B1 = nobody's)
         qb = torch.cat([q1, q1.new_zeros(1, H, dh)])[owner]  # (nb, H, d_head): each block's query
-        s = (K @ qb.unsqueeze(-1)).squeeze(-1) * (1.0 / math.sqrt(dh))  # (nb, H, bt)
+        s = (qb.unsqueeze(-2) @ K.transpose(-1, -2)).squeeze(-2)  # (nb, H, bt): q . each key
+        s = s * (1.0 / math.sqrt(dh))
         s = s.masked_fill(~self._valid, float("-inf"))
         m = s.new_full((B1 + 1, H), float("-inf"))
         m = m.scatter_reduce(0, owner[:, None].expand(-1, H), s.amax(-1), "amax")

@@ -363,7 +363,8 @@ class Engine:
             if r.done():
                 self._finish(r)
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # (setting every module's mode costs more than a small model's step)
+            self.model.eval()
         try:
             with torch.inference_mode():
                 self._admit()
@@ -371,7 +372,8 @@ class Engine:
                 self.steps += 1
                 produced = self._forward(work) if work else []
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self.model.train()
         if self.keep_history:
             prefill = {r.id: n for r, start, n in work if start < len(r.prompt)}
             self.history.append(
