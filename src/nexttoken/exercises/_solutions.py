@@ -134,8 +134,10 @@ SOLUTIONS: dict[str, Solution] = {
             "embedding bytes",
             "embedding table bytes",
             "02",
-            "vocab_size x n_embd numbers x bytes per number: GPT-3 175B in fp16: 50,257 x 12,288 x 2 "
-            "= 1,235,116,032 bytes.",
+            "vocab_size x n_embd numbers x bytes per number: GPT-3 13B in fp16: 50,257 x 5,120 x 2 "
+            "= 514,631,680 bytes (notebook 02 section 4 sizes GPT-3 175B's table the same way).",
+            "514,631,680",
+            "514631680",
             "1,235,116,032",
             "1235116032",
             "vocab_size x n_embd numbers",
@@ -160,8 +162,10 @@ SOLUTIONS: dict[str, Solution] = {
             "mlp params",
             "MLP parameters",
             "04",
-            "d x 4d + 4d (first layer) + 4d x d + d (second) = 8 d^2 + 5 d; GPT-3 175B (d = 12,288): "
-            "1,208,020,992.",
+            "d x 4d + 4d (first layer) + 4d x d + d (second) = 8 d^2 + 5 d; GPT-2 XL (d = 1,600): "
+            "20,488,000.",
+            "20,488,000",
+            "20488000",
             "1,208,020,992",
             "1208020992",
             "8 d^2 + 5 d",
@@ -170,8 +174,10 @@ SOLUTIONS: dict[str, Solution] = {
             "total params",
             "total parameters",
             "04",
-            "sum(p.numel() for p in meta_model('gpt3-175b').parameters()) = 174,604,259,328 (the "
+            "sum(p.numel() for p in meta_model('gpt2-xl').parameters()) = 1,557,611,200 (the "
             "tied projection counted once).",
+            "1,557,611,200",
+            "1557611200",
             "174,604,259,328",
             "174604259328",
         ),
@@ -215,7 +221,12 @@ SOLUTIONS: dict[str, Solution] = {
             "uniform loss",
             "loss of a uniform guess",
             "08",
-            "-ln(1 / V) = ln(4096) = 8.3178 nats.",
+            "-ln(1 / V) = ln V; GPT-2's V = 50,257: ln(50257) = 10.8249 nats (the book's V = 4,096: "
+            "8.3178, notebook 08 section 2).",
+            "10.8249",
+            "10.825",
+            "ln(50257)",
+            "log(50257)",
             "8.3178",
             "8.318",
             "ln(4096)",
