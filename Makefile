@@ -74,6 +74,9 @@ browser-or-skip: setup
 screenshots: setup
 	$(BIN)/python -m pytest tests/browser/test_widgets.py -q -p no:randomly --update-screenshots
 
+# bench: decode speed (benchmarks/decode.py). The serving comparison with transformers' continuous
+# batching (issue 22) runs on its own: .venv/bin/python benchmarks/serving_peer.py [--quick]
+# (about 8 minutes, --quick 3, on a quiet 2-core machine; writes benchmarks/results_serving_peer.json).
 bench: setup
 	$(BIN)/python benchmarks/decode.py
 
