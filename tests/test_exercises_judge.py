@@ -76,7 +76,7 @@ def _predict(check, actual):
 
 
 STATIC_STEPS = _predict(ex10.check_static_steps_prediction, 26)
-VERIFY_COST = _predict(ex11.check_verify_cost_prediction, 2.0194)
+VERIFY_COST = _predict(ex11.check_verify_cost_prediction, 1.5383)  # the book model, 5 rows
 ALLREDUCES = _predict(ex12.check_allreduce_count_prediction, 192)
 VALUE_CHECKERS = {STATIC_STEPS, VERIFY_COST, ALLREDUCES}
 
@@ -134,7 +134,7 @@ EXERCISES = {
         ),
     },
     "11": {
-        VERIFY_COST: ([2, 2.0194, np.float32(2.3), torch.tensor(1.6)], {}),
+        VERIFY_COST: ([1.5, 1.5383, np.float32(1.9), torch.tensor(1.2)], {}),
         ex11.check_quantize_int8: (
             [
                 _quantize,
