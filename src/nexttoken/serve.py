@@ -108,9 +108,10 @@ class Engine:
     - ``clock``: the function that stamps ``arrival_time`` / ``finish_time`` (default
       ``time.perf_counter``; a benchmark on a shared machine may pass ``time.process_time``);
     - ``max_step_tokens``: the most tokens one step's pass carries (decode tokens first, then
-      prompt chunks); at most the context length ``block_size``. The default, 128 (or
-      ``block_size`` when smaller), was the fastest
-      of 32..256 on ``benchmarks/serving_peer.py``'s workload on a CPU;
+      prompt chunks); at most the context length ``block_size``. Default 128 (or ``block_size``
+      when smaller): on ``benchmarks/serving_peer.py``'s workload (CPU, one thread) budgets of 64,
+      128 and 256 ran within 3% of each other on the book model and the GPT-2 shape (32: 5% slower
+      on the book model); a budget bounds how long one step makes the running requests wait;
     - ``reads``: ``"blocks"`` (attention reads the pool's blocks in place) or ``"gather"`` (copies
       each request's context first: the teaching version; the same tokens).
 
