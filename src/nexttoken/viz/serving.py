@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 
@@ -31,6 +32,8 @@ __all__ = [
     "block_table_figure",
     "timeline_figure",
     "engine_figure",
+    "load_peer_results",
+    "peer_table",
 ]
 
 GB = 10**9  # the book's unit: 10^9 bytes
@@ -308,9 +311,17 @@ def _slot_image(history: Sequence[Sequence], max_batch: int) -> np.ndarray:
     return img
 
 
-def timeline_figure(histories: dict[str, Sequence[Sequence]], max_batch: int) -> Figure:
+def timeline_figure(
+    histories: dict[str, Sequence[Sequence]],
+    max_batch: int,
+    prefill: dict[str, Sequence[dict]] | None = None,
+) -> Figure:
     """Which request occupies which batch slot at every step, one panel per scheduler (e.g.
-    ``{"static": ..., "continuous": ...}``, each a list of per-step slot lists). White = idle."""
+    ``{"static": ..., "continuous": ...}``, each a list of per-step slot lists). White = idle.
+
+    ``prefill`` (optional, the same keys): for each step, ``{request id: prompt tokens}`` that the
+    step's pass carried (an engine's ``history[t]["prefill"]``); those cells are hatched and show
+    the chunk's size."""
     n = max(len(h) for h in histories.values())
     fig, axes = plt.subplots(
         len(histories), 1, figsize=(10, 1.3 + 1.1 * len(histories) * max_batch / 4)
@@ -325,10 +336,64 @@ def timeline_figure(histories: dict[str, Sequence[Sequence]], max_batch: int) ->
         ax.set_yticks(range(max_batch), [f"slot {s}" for s in range(max_batch)], fontsize=7)
         busy = float((img >= 0).mean())
         ax.set_title(f"{name}: {len(hist)} steps, slots busy {busy:.0%} of the time", fontsize=10)
-    axes[-1].set_xlabel("step (one token for every running request)")
+        if prefill is not None and name in prefill:
+            _hatch_prefill(ax, hist, prefill[name])
+    label = "step (one pass: a token for every running request"
+    label += ", hatched: prompt tokens in that pass)" if prefill is not None else ")"
+    axes[-1].set_xlabel(label)
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def _hatch_prefill(ax, hist: Sequence[Sequence], chunks: Sequence[dict]) -> None:
+    """Hatch the cells whose request had prompt tokens in that step's pass; write their count."""
+    for t, (slots, step) in enumerate(zip(hist, chunks, strict=True)):
+        for s, rid in enumerate(slots):
+            if rid is not None and rid in step:
+                ax.add_patch(
+                    plt.Rectangle(
+                        (t - 0.5, s - 0.5), 1, 1, fill=False, hatch="///", lw=0, edgecolor="black"
+                    )
+                )
+                ax.text(t, s, str(step[rid]), ha="center", va="center", fontsize=6)
+
+
+def load_peer_results() -> dict:
+    """``benchmarks/results_serving_peer.json`` (written by ``benchmarks/serving_peer.py``)."""
+    from ..results import RESULTS, _benchmark_dirs, load_results
+
+    if "serving_peer" in RESULTS:
+        return load_results("serving_peer")
+    for folder in _benchmark_dirs():
+        path = folder / "results_serving_peer.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(
+        "benchmarks/results_serving_peer.json not found; `python benchmarks/serving_peer.py` "
+        "writes it"
+    )
+
+
+def peer_table(results: dict) -> str:
+    """The Engine against transformers' continuous batching and static ``generate_batch``, one
+    row per model, from :func:`load_peer_results`'s dict (a Markdown table)."""
+    lines = [
+        "| model | Engine tok/s | transformers continuous tok/s | Engine / transformers "
+        "| static generate_batch tok/s | Engine / static | first token, Engine / transformers "
+        "| mean latency, Engine / transformers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["models"].items():
+        e, h, st = r["engine"], r["hf_continuous"], r["static"]
+        lines.append(
+            f"| {name} ({r['parameters'] / 1e6:.2f} M) | {e['tokens_per_s']:.1f} "
+            f"| {h['tokens_per_s']:.1f} | {r['engine_vs_hf_continuous']:.2f}x "
+            f"| {st['tokens_per_s']:.1f} | {r['engine_vs_static']:.2f}x "
+            f"| {e['mean_ttft_s']:.2f} s / {h['mean_ttft_s']:.2f} s "
+            f"| {e['mean_latency_s']:.2f} s / {h['mean_latency_s']:.2f} s |"
+        )
+    return "\n".join(lines)
 
 
 def engine_figure(engine) -> Figure:
