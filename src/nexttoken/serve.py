@@ -179,9 +179,10 @@ class Engine:
     def _check_memory(self, num_blocks: int, block_tokens: int) -> None:
         """Refuse (with the numbers) an engine whose pool and largest step do not fit the device.
 
-        A step at full batch gathers every request's keys and values, ``(B, H, T, d_head)`` for one
-        layer at a time (about twice that with the attention kernel's copies), and projects ``B``
-        rows to the vocabulary; a prefill scores ``T x T`` pairs per head."""
+        An upper bound: a step at full batch with ``reads="gather"`` copies every request's keys and
+        values, ``(B, H, T, d_head)`` for one layer at a time, about twice that with the attention
+        kernel's copies (reading the blocks in place copies none); it projects ``B`` rows to the
+        vocabulary, and a prompt chunk scores up to ``T x T`` pairs per head."""
         cfg, w = self.model.config, self.model.transformer.wte.weight
         item = w.element_size()
         T = min(cfg.block_size, num_blocks * block_tokens)
