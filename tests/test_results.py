@@ -20,10 +20,13 @@ def test_names_map_to_the_agreed_files():
         "faster": "results_faster.json",
         "parallel": "parallel_results.json",
         "roofline": "results_roofline.json",
+        "serving_peer": "results_serving_peer.json",
     }
 
 
-@pytest.mark.parametrize("name", ["decode", "batching", "faster", "parallel"])
+@pytest.mark.parametrize(
+    "name", ["decode", "batching", "faster", "parallel", "roofline", "serving_peer"]
+)
 def test_loads_the_committed_file(name):
     path = ROOT / "benchmarks" / RESULTS[name][0]
     assert results_path(name) == path
@@ -32,7 +35,9 @@ def test_loads_the_committed_file(name):
 
 @pytest.mark.parametrize("bad", ["Decode", "results", "", None, 3])
 def test_unknown_name_lists_the_known_ones(bad):
-    with pytest.raises(ValueError, match="known: decode, batching, faster, parallel, roofline"):
+    with pytest.raises(
+        ValueError, match="known: decode, batching, faster, parallel, roofline, serving_peer"
+    ):
         load_results(bad)
 
 

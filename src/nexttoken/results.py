@@ -19,6 +19,7 @@ RESULTS: dict[str, tuple[str, str]] = {
     "faster": ("results_faster.json", "benchmarks/faster.py"),
     "parallel": ("parallel_results.json", "benchmarks/parallel.py"),
     "roofline": ("results_roofline.json", "benchmarks/roofline.py"),
+    "serving_peer": ("results_serving_peer.json", "benchmarks/serving_peer.py"),
 }
 
 
@@ -51,7 +52,7 @@ def load_results(name: str) -> dict:
     """The committed results of benchmark ``name`` as a dict (the JSON file, parsed).
 
     ``name``: ``"decode"`` (benchmarks/results.json), ``"batching"`` (results_batching.json),
-    ``"faster"`` (results_faster.json), ``"parallel"`` (parallel_results.json) or ``"roofline"``
-    (results_roofline.json).
+    ``"faster"`` (results_faster.json), ``"parallel"`` (parallel_results.json), ``"roofline"``
+    (results_roofline.json) or ``"serving_peer"`` (results_serving_peer.json).
     """
     return json.loads(results_path(name).read_text())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 
@@ -361,18 +360,9 @@ def _hatch_prefill(ax, hist: Sequence[Sequence], chunks: Sequence[dict]) -> None
 
 def load_peer_results() -> dict:
     """``benchmarks/results_serving_peer.json`` (written by ``benchmarks/serving_peer.py``)."""
-    from ..results import RESULTS, _benchmark_dirs, load_results
+    from ..results import load_results
 
-    if "serving_peer" in RESULTS:
-        return load_results("serving_peer")
-    for folder in _benchmark_dirs():
-        path = folder / "results_serving_peer.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-    raise FileNotFoundError(
-        "benchmarks/results_serving_peer.json not found; `python benchmarks/serving_peer.py` "
-        "writes it"
-    )
+    return load_results("serving_peer")
 
 
 def peer_table(results: dict) -> str:
