@@ -417,7 +417,7 @@ def engine_figure(engine) -> Figure:
                 f"blocks {cache.tables[r.id]}"
             )
     waiting = ", ".join(str(r.id) for r in engine.waiting) or "none"
-    lines.append(f"waiting: {waiting}")
+    lines.append(f"waiting requests: {waiting}")  # their ids
     fig.text(0.03, 0.5, "\n".join(lines), family="monospace", fontsize=8, va="top")
     plt.close(fig)
     return fig
