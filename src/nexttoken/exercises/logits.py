@@ -7,17 +7,21 @@ are staged (:class:`nexttoken.exercises.Hints`) and never print the answer.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..configs import get_config
 from . import (
+    Case,
     Hints,
+    Mistake,
     as_count,
-    as_number,
     as_tensor,
+    check_function,
     check_prediction,
     failed,
     passed,
@@ -196,58 +200,74 @@ def check_projection_params(answer: int | None) -> bool:
     return failed(name, f"got {answer:,}, which is not d_model x vocabulary", hints)
 
 
+def _entropy_value(out: Any) -> tuple[torch.Tensor | None, str]:
+    """A float64 tensor from a number (nan allowed: it is diagnosed), a tensor, an array or a list."""
+    if isinstance(out, (numbers.Real, np.generic)) and not isinstance(out, (bool, np.bool_)):
+        return torch.tensor(float(out), dtype=torch.float64), ""
+    return as_tensor(out, None, "one number per distribution")
+
+
+def _entropy_right(p: torch.Tensor) -> torch.Tensor:
+    return -torch.special.xlogy(p.double(), p.double()).sum(-1)
+
+
+# (V,) inputs and a (2, V) batch: with and without zero probabilities, more than one row
+_ENTROPY_CASES = [
+    Case((torch.full((8,), 1 / 8),), "uniform over 8 tokens"),
+    Case((torch.tensor([0.5, 0.5, 0.0, 0.0]),), "two equal tokens and two zeros"),
+    Case((torch.tensor([1.0, 0.0, 0.0]),), "a one-hot distribution (certain)"),
+    Case((torch.tensor([[0.25] * 4, [1.0, 0.0, 0.0, 0.0]]),), "a (2, V) batch"),
+]
+_ENTROPY_MISTAKES = [
+    Mistake(lambda p: -(p.double() * p.double().log()).sum(-1), "the result is nan where a token "
+            "has probability 0: 0 * log(0) = 0 * -inf = nan; its term must count as 0"),
+    Mistake(lambda p: _entropy_right(p) / math.log(2), "in bits (log base 2); the book uses nats "
+            "(ln)"),
+    Mistake(lambda p: -_entropy_right(p), "it has the wrong sign: H = -sum p ln p >= 0"),
+    Mistake(lambda p: _entropy_right(p).sum(), "on a (2, V) batch it summed over the whole batch: "
+            "expected 2 entropies, one per row (sum over dim=-1 only)"),
+    Mistake(lambda p: -torch.special.xlogy(p.double(), p.double()).sum(0), "on a (2, V) batch it "
+            "summed over the wrong dimension: sum over the last dimension (each row)"),
+]  # fmt: skip
+
+
+def _same_entropy(got: torch.Tensor, want: torch.Tensor) -> bool:
+    return got.shape == want.shape and torch.allclose(
+        got, want, rtol=1e-4, atol=1e-5, equal_nan=True
+    )
+
+
+def _show_entropy(t: torch.Tensor) -> str:
+    if t.dim() == 0:
+        return f"{float(t):.4f}"
+    return "[" + ", ".join(f"{v:.4f}" for v in t.reshape(-1).tolist()) + "]"
+
+
+def _entropy_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    if bool(torch.isnan(got).any()):
+        return (
+            f"for {case.show()}: the result is nan: a token of probability 0 gives 0 * log(0) = "
+            "0 * -inf = nan; its term must count as 0"
+        )
+    if got.shape != want.shape:
+        what = "one number" if want.dim() == 0 else "one entropy per row"
+        return f"for {case.show()}: expected {what}, got shape {tuple(got.shape)}"
+    return f"for {case.show()}: expected {_show_entropy(want)} nats, got {_show_entropy(got)}"
+
+
 def check_entropy(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
-    """``fn(probs)`` ``(..., V) -> (...)``: entropy in nats, with ``0 log 0 = 0``.
+    """``fn(probs)`` ``(..., V) -> (...)``: entropy in nats, with ``0 log 0 = 0``; judged on every
+    case (three ``(V,)`` distributions and a ``(2, V)`` batch).
 
     Recognised: nan from ``0 * log 0``; bits instead of nats; the sign; a sum over the whole batch;
     the wrong dimension.
     """
-    name, hints = ENTROPY_HINTS.name, ENTROPY_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(probs) -> entropy", hints)
-    cases = [
-        (torch.full((8,), 1 / 8), math.log(8), "uniform over 8 tokens"),
-        (torch.tensor([0.5, 0.5, 0.0, 0.0]), math.log(2), "two equal tokens and two zeros"),
-        (torch.tensor([1.0, 0.0, 0.0]), 0.0, "a one-hot distribution (certain)"),
-    ]
-    for p, want, what in cases:
-        out, err = _call(fn, p)
-        if err:
-            return failed(name, err, hints)
-        val, bad = as_number(out, "one number for a (V,) input")
-        if bad and "nan" in bad:
-            val = math.nan
-        elif bad:
-            return failed(name, bad, hints)
-        if math.isnan(val):
-            return failed(
-                name,
-                f"{what}: the result is nan: a token of probability 0 gives 0 * log(0) = "
-                "0 * -inf = nan; its term must count as 0",
-                hints,
-            )
-        if want and math.isclose(val, -want, rel_tol=1e-4):
-            return failed(
-                name, f"{what}: {val:.4f} has the wrong sign: H = -sum p ln p >= 0", hints
-            )
-        if want and math.isclose(val, want / math.log(2), rel_tol=1e-4):
-            return failed(
-                name, f"{what}: {val:.4f} is in bits (log base 2); the book uses nats (ln)", hints
-            )
-        if not math.isfinite(val) or abs(val - want) > 1e-5:
-            return failed(name, f"{what}: expected {want:.4f} nats, got {val:.4f}", hints)
-    batch = torch.tensor([[0.25] * 4, [1.0, 0.0, 0.0, 0.0]])
-    out, err = _call(fn, batch)
-    if err:
-        return failed(name, err.prefixed("on a (2, V) batch: "), hints)
-    out, bad = as_tensor(out, (2,), "2 entropies, one per row (sum over dim=-1 only)")
-    if bad:
-        return failed(name, f"for a (2, V) input: {bad}", hints)
-    if not torch.allclose(out, torch.tensor([math.log(4), 0.0], dtype=torch.float64)):
-        return failed(name, "on a (2, V) batch, sum over the last dimension (each row)", hints)
-    return passed(name)
+    return check_function(
+        None if fn is None else (lambda p: fn(p.clone())) if callable(fn) else fn,
+        ENTROPY_HINTS, _ENTROPY_CASES, _entropy_right, _ENTROPY_MISTAKES,
+        normalise=_entropy_value, same=_same_entropy, signature="fn(probs) -> entropy",
+        show=_show_entropy, differ=_entropy_differ,
+    )  # fmt: skip
 
 
 def check_shift_prediction(answer: float | None, actual: float) -> bool:
