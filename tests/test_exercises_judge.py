@@ -552,6 +552,41 @@ def test_an_answer_matching_a_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "rounded down" not in out and "expected 2, got 1" in out, out
 
 
+def _on_first_case_only(cases, mistake, right):
+    """An answer that computes ``mistake`` on the first case and ``right`` on all the others."""
+    first = cases[0].args
+
+    def answer(*args):
+        same = len(args) == len(first) and all(
+            a is b or (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+                       and a.shape == b.shape and torch.equal(a, b))
+            or (not isinstance(a, torch.Tensor) and a == b)
+            for a, b in zip(args, first, strict=True)
+        )  # fmt: skip
+        return (mistake if same else right)(*args)
+
+    return answer
+
+
+def test_entropy_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # bits on the uniform case only, nats elsewhere: the plain line, not "in bits"
+    bits = ex05._ENTROPY_MISTAKES[1].formula
+    out = run(ex05.check_entropy, _on_first_case_only(ex05._ENTROPY_CASES, bits,
+                                                      ex05._entropy_right), capsys)[1]  # fmt: skip
+    assert (
+        "bits" not in out and "for uniform over 8 tokens: expected 2.0794 nats, got 3.0000" in out
+    ), out
+
+
+def test_top_k_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # k + 1 kept at k=3 only, right elsewhere: the plain line, not "one too many"
+    plus_one = ex06._TOP_K_MISTAKES[2].formula
+    out = run(ex06.check_top_k, _on_first_case_only(ex06._TOP_K_CASES, plus_one,
+                                                    ex06.top_k_filter), capsys)[1]  # fmt: skip
+    assert "one too many" not in out and "for k=3: expected the 3 largest" in out, out
+    assert "4 kept" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -576,6 +611,8 @@ def test_mistake_formulas_differ_on_the_cases():
          lambda a, b: math.isclose(a, b, rel_tol=1e-9)),
         (ex06._TEMPERATURE_CASES, ex06._t_softmax, ex06._TEMPERATURE_MISTAKES,
          lambda a, b: a.shape == b.shape and torch.allclose(a, b.double(), atol=1e-4)),
+        (ex05._ENTROPY_CASES, ex05._entropy_right, ex05._ENTROPY_MISTAKES, ex05._same_entropy),
+        (ex06._TOP_K_CASES, ex06.top_k_filter, ex06._TOP_K_MISTAKES, ex06._same_filter),
     ]  # fmt: skip
 
     def values(f, cases):

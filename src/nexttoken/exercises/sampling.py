@@ -118,54 +118,89 @@ def _filter_diagnosis(out: Any, x: torch.Tensor, want: torch.Tensor) -> str | No
     return None
 
 
+_BATCH = torch.stack([_LOGITS, -_LOGITS])
+# k in the middle, k = 1 and k = V (nothing removed), and a (2, V) batch whose rows need their own
+# threshold: every recognised mistake differs from the right filter and from the others somewhere
+_TOP_K_CASES = [
+    Case((_LOGITS, 3), "k=3"),
+    Case((_LOGITS, 1), "k=1"),
+    Case((_LOGITS, 8), "k=8"),
+    Case((_BATCH, 2), "a (2, V) batch, k=2 (the threshold must broadcast per row)"),
+]
+
+
+def _kth(x: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.topk(x, k, dim=-1).values[..., -1:]
+
+
+_TOP_K_MISTAKES = [
+    Mistake(lambda x, k: _smallest_k(x, k), "it keeps the k SMALLEST logits; top-k keeps the "
+            "largest"),
+    Mistake(lambda x, k: x.masked_fill(x <= _kth(x, k), -math.inf), "k - 1 kept: the k-th largest "
+            "logit itself was dropped (a strict comparison the wrong way round: keep the logits "
+            "NOT BELOW it)"),
+    Mistake(lambda x, k: top_k_filter(x, min(k + 1, x.size(-1))), "k + 1 kept, one too many (an "
+            "off-by-one in the threshold)"),
+    Mistake(lambda x, k: x.masked_fill(x < torch.topk(x.flatten(), k).values[-1], -math.inf),
+            "one threshold for the whole batch: each row must be filtered on its own (the k-th "
+            "largest is taken along dim=-1, per row)"),
+    Mistake(lambda x, k: x.masked_fill(~torch.isfinite(top_k_filter(x, k)), 0.0), "the removed "
+            "logits were set to 0, not -inf: a logit of 0 still has probability e^0 / Z > 0 after "
+            "the softmax, so nothing is removed"),
+    Mistake(lambda x, k: torch.softmax(top_k_filter(x, k), -1), "these are probabilities; the "
+            "filter returns logits (removed ones at -inf)"),
+    Mistake(lambda x, k: x, "nothing was set to -inf: the removed tokens keep a probability above "
+            "0"),
+]  # fmt: skip
+
+
+def _same_filter(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Same shape, same kept positions, kept values unchanged (up to float rounding), rest -inf."""
+    got, want = got.double(), want.double()
+    if got.shape != want.shape:
+        return False
+    keep_got, keep_want = torch.isfinite(got), torch.isfinite(want)
+    if not bool((keep_got == keep_want).all()):
+        return False
+    removed = got[~keep_got]
+    return bool((removed == -math.inf).all()) and torch.allclose(
+        got[keep_got], want[keep_want], rtol=1e-6, atol=1e-9
+    )
+
+
+def _top_k_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    """What is wrong with this output at this case, as a fact (no misconception guessed)."""
+    x, k = case.args
+    at = f"for {case.show()}"
+    if got.shape != want.shape:
+        return (
+            f"{at}: expected the full {tuple(x.shape)} tensor of logits in vocabulary order, got "
+            f"shape {tuple(got.shape)} (torch.topk or torch.sort alone returns the kept values "
+            "only)"
+        )
+    keep = torch.isfinite(want)
+    if bool(torch.isfinite(got).all()) and not bool(keep.all()):
+        return f"{at}: nothing was set to -inf: the removed tokens keep a probability above 0"
+    if bool((torch.isfinite(got) == keep).all()):
+        return f"{at}: the right tokens are kept, but their logits must stay unchanged"
+    kept, n_want = int(torch.isfinite(got).sum()), int(keep.sum())
+    return f"{at}: expected the {k} largest logits of each row kept ({n_want} in all) and the rest -inf; {kept} kept"
+
+
 def check_top_k(fn: Callable[[torch.Tensor, int], torch.Tensor] | None) -> bool:
-    """``fn(logits, k)``: keep the ``k`` largest logits unchanged, the others ``-inf``.
+    """``fn(logits, k)``: keep the ``k`` largest logits unchanged, the others ``-inf`` (a tensor of
+    any float dtype, an array or a list); judged on every case of ``_TOP_K_CASES``.
 
     Recognised: keeping k - 1 (``<=`` instead of ``<``) or k + 1; the k smallest; one threshold for
-    the whole batch; removed logits set to 0 instead of -inf; probabilities or only the top values
-    returned; kept logits changed.
+    the whole batch; removed logits set to 0 instead of -inf; probabilities returned; nothing
+    removed. Only the top values returned, or kept logits changed, is said as it is.
     """
-    name, hints = TOP_K_HINTS.name, TOP_K_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(logits, k)", hints)
-    for k in (3, 1, 8):
-        out, err = _call(fn, _LOGITS.clone(), k)
-        if err:
-            return failed(name, err, hints)
-        want = top_k_filter(_LOGITS, k)
-        if _same_mask(out, want):
-            continue
-        why = _filter_diagnosis(out, _LOGITS, want)
-        if why is None:
-            kept = int(torch.isfinite(out).sum())
-            if _same_mask(out, _smallest_k(_LOGITS, k)):
-                why = "it keeps the k SMALLEST logits; top-k keeps the largest"
-            elif kept == k - 1:
-                why = (
-                    f"k={k}: {kept} kept: the k-th largest logit itself was dropped (a strict "
-                    "comparison the wrong way round: keep the logits NOT BELOW it)"
-                )
-            elif kept == k + 1:
-                why = f"k={k}: {kept} kept, one too many (an off-by-one in the threshold)"
-            else:
-                why = f"k={k}: expected the {k} largest logits kept and the rest -inf; {kept} kept"
-        return failed(name, why, hints)
-    batch = torch.stack([_LOGITS, -_LOGITS])
-    out, err = _call(fn, batch.clone(), 2)
-    if err:
-        return failed(
-            name, err.prefixed("on a (2, V) batch (the threshold must broadcast per row): "), hints
-        )
-    if not _same_mask(out, top_k_filter(batch, 2)):
-        return failed(
-            name,
-            "on a (2, V) batch each row must be filtered on its own: the k-th largest is taken "
-            "along dim=-1, per row, not over the whole batch",
-            hints,
-        )
-    return passed(name)
+    return check_function(
+        None if fn is None else (lambda x, k: fn(x.clone(), k)) if callable(fn) else fn,
+        TOP_K_HINTS, _TOP_K_CASES, top_k_filter, _TOP_K_MISTAKES,
+        normalise=lambda out: as_tensor(out, None, "a tensor of logits"),
+        same=_same_filter, signature="fn(logits, k)", differ=_top_k_differ,
+    )  # fmt: skip
 
 
 def _smallest_k(x: torch.Tensor, k: int) -> torch.Tensor:
