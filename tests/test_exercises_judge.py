@@ -587,6 +587,15 @@ def test_top_k_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "4 kept" in out, out
 
 
+def test_cross_entropy_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # the sum over positions on the first batch only, the mean elsewhere: not "the sum"
+    total = ex08._CE_MISTAKES[1].formula
+    out = run(ex08.check_cross_entropy, _on_first_case_only(ex08._CE_CASES, total,
+                                                            ex08._ce_right), capsys)[1]  # fmt: skip
+    assert "sum over the positions" not in out, out
+    assert "for random logits of shape (2, 3, 5): expected" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -613,6 +622,7 @@ def test_mistake_formulas_differ_on_the_cases():
          lambda a, b: a.shape == b.shape and torch.allclose(a, b.double(), atol=1e-4)),
         (ex05._ENTROPY_CASES, ex05._entropy_right, ex05._ENTROPY_MISTAKES, ex05._same_entropy),
         (ex06._TOP_K_CASES, ex06.top_k_filter, ex06._TOP_K_MISTAKES, ex06._same_filter),
+        (ex08._CE_CASES, ex08._ce_right, ex08._CE_MISTAKES, ex08._same_ce),
     ]  # fmt: skip
 
     def values(f, cases):

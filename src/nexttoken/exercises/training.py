@@ -93,83 +93,107 @@ def _close(a: float, b: float, tol: float = 1e-4) -> bool:
     return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= tol * max(1.0, abs(b))
 
 
-def _cross_entropy_misconception(got: float, logits: torch.Tensor, targets: torch.Tensor) -> str:
-    """Name the common wrong cross-entropy that gives ``got``, or ''."""
-    pick = targets.unsqueeze(-1)
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, pick).squeeze(-1)
-    axis = (
-        "softmax over the wrong axis: each position's probabilities must be over the vocabulary, "
-        "the last axis"
-    )
-    wrong = [
-        ("the minus sign is missing: log p is <= 0, the loss -log p is >= 0", logp.mean()),
-        ("that is the sum over the positions: the loss is their mean", -logp.sum()),
-        (
-            "that is in bits (log base 2); the loss uses the natural log (nats)",
-            -logp.mean() / 0.6931471805599453,
-        ),
-        (axis, -torch.log_softmax(logits, dim=1).gather(-1, pick).mean()),
-        (axis, -torch.log_softmax(logits, dim=0).gather(-1, pick).mean()),
-        (
-            "no softmax: a raw logit is not a log-probability (it is not normalised)",
-            -logits.gather(-1, pick).mean(),
-        ),
-        ("that is -p, not -log p: the loss is the log of the probability", -logp.exp().mean()),
-    ]
-    for why, value in wrong:
-        value = float(value)
-        if _close(got, value):
-            return why
-    return ""
-
-
-def check_cross_entropy(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> bool:
-    """``fn(logits, targets)``: logits ``(B, N, V)``, targets ``(B, N)`` -> the mean of
-    ``-log softmax(logits)[target]`` over all ``B x N`` positions, in nats.
-
-    Recognised: the minus sign missing, a sum instead of a mean, bits, softmax over the positions,
-    no softmax, ``-p`` instead of ``-log p``, one loss per position, and ``log(softmax(...))``,
-    which gives ``inf`` when a probability underflows to 0 (the last test case)."""
-    name = "cross-entropy"
-    hints = HINTS[name]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(logits, targets)", hints)
+def _ce_cases() -> list[Case]:
+    """Two random batches of different shapes, and a confident model whose true token's
+    probability underflows to 0 in float32 (120 on one token): every recognised mistake differs
+    from the right loss, and from the others, on at least one of them."""
     g = torch.Generator().manual_seed(8)
     cases = []
     for shape in ((2, 3, 5), (1, 4, 7)):
         logits = torch.randn(*shape, generator=g) * 2
-        cases.append((logits, torch.randint(0, shape[-1], shape[:2], generator=g)))
-    # a confident model: the true token's probability underflows to 0 in float32
+        targets = torch.randint(0, shape[-1], shape[:2], generator=g)
+        cases.append(Case((logits, targets), f"random logits of shape {shape}"))
     logits = torch.zeros(1, 3, 6)
     logits[0, :, 0] = 120.0
-    cases.append((logits, torch.tensor([[1, 0, 2]])))
-    for logits, targets in cases:
-        want = float(F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
-        out, err = _call(fn, logits.clone(), targets.clone())
-        if err:
-            return failed(name, err, hints)
-        if isinstance(out, torch.Tensor) and out.numel() == targets.numel() > 1:
-            return failed(
-                name,
-                "it returned one loss per position: the training loss is their mean (one number)",
-                hints,
-            )
-        got = _number(out)
-        if got is None:
-            return failed(name, "return one number (a 0-d tensor or a float)", hints)
-        if math.isinf(got) or math.isnan(got):
-            return failed(
-                name,
-                f"got {got} for confident logits (120 on one token): log(softmax(x)) takes the log "
-                "of a probability that underflowed to 0; compute the log-probabilities directly",
-                hints,
-            )
-        if not _close(got, want):
-            why = _cross_entropy_misconception(got, logits, targets)
-            return failed(name, why or f"expected {want:.4f}, got {got:.4f}", hints)
-    return passed(name)
+    cases.append(Case((logits, torch.tensor([[1, 0, 2]])), "confident logits (120 on one token)"))
+    return cases
+
+
+_CE_CASES = _ce_cases()
+
+
+def _ce_right(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+def _logp(logits: torch.Tensor, targets: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return torch.log_softmax(logits, dim=dim).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+_CE_AXIS = (
+    "softmax over the wrong axis: each position's probabilities must be over the vocabulary, the "
+    "last axis"
+)
+_CE_MISTAKES = [
+    Mistake(lambda s, t: _logp(s, t).mean(), "the minus sign is missing: log p is <= 0, the loss "
+            "-log p is >= 0"),
+    Mistake(lambda s, t: -_logp(s, t).sum(), "that is the sum over the positions: the loss is "
+            "their mean"),
+    Mistake(lambda s, t: -_logp(s, t).mean() / math.log(2), "that is in bits (log base 2); the "
+            "loss uses the natural log (nats)"),
+    Mistake(lambda s, t: -_logp(s, t, 1).mean(), _CE_AXIS),
+    Mistake(lambda s, t: -_logp(s, t, 0).mean(), _CE_AXIS),
+    Mistake(lambda s, t: -s.gather(-1, t.unsqueeze(-1)).mean(), "no softmax: a raw logit is not a "
+            "log-probability (it is not normalised)"),
+    Mistake(lambda s, t: -_logp(s, t).exp().mean(), "that is -p, not -log p: the loss is the log "
+            "of the probability"),
+    Mistake(lambda s, t: -_logp(s, t), "it returned one loss per position: the training loss is "
+            "their mean (one number)"),
+    Mistake(lambda s, t: -torch.log(torch.softmax(s, -1)).gather(-1, t.unsqueeze(-1)).mean(),
+            "inf for confident logits (120 on one token): log(softmax(x)) takes the log of a "
+            "probability that underflowed to 0 in float32; compute the log-probabilities directly "
+            "(log_softmax)"),
+]  # fmt: skip
+
+
+def _ce_value(out: Any) -> tuple[torch.Tensor | None, str]:
+    """A float64 tensor (inf and nan kept: they are diagnosed) from a number, a tensor, an array."""
+    value = _number(out)
+    if value is not None:
+        return torch.tensor(value, dtype=torch.float64), ""
+    t, bad = as_tensor(out, None, "one number (a 0-d tensor or a float)")
+    return (None, bad) if bad else (t, "")
+
+
+def _same_ce(got: torch.Tensor, want: Any) -> bool:
+    want = torch.as_tensor(want).double()
+    if got.shape != want.shape:
+        return False
+    got = got.double()
+    finite = torch.isfinite(got) & torch.isfinite(want)
+    close = finite & ((got - want).abs() <= 1e-4 * want.abs().clamp(min=1.0))
+    both_inf = torch.isinf(got) & torch.isinf(want) & (got == want)
+    return bool((both_inf | close).all())
+
+
+def _ce_differ(case: Case, got: torch.Tensor, want: Any) -> str:
+    at = f"for {case.show()}"
+    if got.dim() != 0:
+        return (
+            f"{at}: expected one number (the mean loss), got a tensor of shape {tuple(got.shape)}"
+        )
+    if not bool(torch.isfinite(got)):
+        return (
+            f"{at}: got {float(got)}: log(softmax(x)) takes the log of a probability that "
+            "underflowed to 0; compute the log-probabilities directly"
+        )
+    return f"{at}: expected {float(want):.4f}, got {float(got):.4f}"
+
+
+def check_cross_entropy(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> bool:
+    """``fn(logits, targets)``: logits ``(B, N, V)``, targets ``(B, N)`` -> the mean of
+    ``-log softmax(logits)[target]`` over all ``B x N`` positions, in nats; judged on every case of
+    ``_CE_CASES``.
+
+    Recognised (only when the answer matches it on every case): the minus sign missing, a sum
+    instead of a mean, bits, softmax over the positions, no softmax, ``-p`` instead of ``-log p``,
+    one loss per position, and ``log(softmax(...))``, which gives ``inf`` when a probability
+    underflows to 0 (the last case)."""
+    return check_function(
+        None if fn is None else (lambda s, t: fn(s.clone(), t.clone())) if callable(fn) else fn,
+        HINTS["cross-entropy"], _CE_CASES, _ce_right, _CE_MISTAKES,
+        normalise=_ce_value, same=_same_ce, signature="fn(logits, targets)", differ=_ce_differ,
+    )  # fmt: skip
 
 
 def check_uniform_loss(answer: Any, vocab_size: int = 4096) -> bool:
