@@ -596,6 +596,25 @@ def test_cross_entropy_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "for random logits of shape (2, 3, 5): expected" in out, out
 
 
+def test_layer_norm_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # the unbiased variance on the first input only: not "the biased one"
+    unbiased = ex04._LN_MISTAKES[0].formula
+    out = run(ex04.check_layer_norm, _on_first_case_only(ex04._LN_CASES, unbiased,
+                                                         ex04._ln_right), capsys)[1]  # fmt: skip
+    assert "biased" not in out, out
+    assert "for a (2, 3, 8) input: values differ from torch.nn.functional.layer_norm" in out, out
+
+
+def test_split_heads_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # interleaved heads on the first input only: not "interleaved"
+    cases = ex04._split_cases(4)
+    interleaved = ex04._SPLIT_MISTAKES[2].formula
+    out = run(ex04.check_split_heads, _on_first_case_only(cases, interleaved, ex04._split_right),
+              capsys)[1]  # fmt: skip
+    assert "interleaved" not in out, out
+    assert "for x of shape (2, 5, 16), n_head=4: values are not in the right place" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -623,6 +642,8 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex05._ENTROPY_CASES, ex05._entropy_right, ex05._ENTROPY_MISTAKES, ex05._same_entropy),
         (ex06._TOP_K_CASES, ex06.top_k_filter, ex06._TOP_K_MISTAKES, ex06._same_filter),
         (ex08._CE_CASES, ex08._ce_right, ex08._CE_MISTAKES, ex08._same_ce),
+        (ex04._LN_CASES, ex04._ln_right, ex04._LN_MISTAKES, ex04._same_ln),
+        (ex04._split_cases(4), ex04._split_right, ex04._SPLIT_MISTAKES, ex04._same_split),
     ]  # fmt: skip
 
     def values(f, cases):

@@ -12,8 +12,18 @@ from typing import Any
 import torch
 
 from ..configs import get_config
-from . import Hints, as_count, as_tensor, check_prediction, failed, passed, unanswered
-from . import call_answer as _call
+from . import (
+    Case,
+    Hints,
+    Mistake,
+    as_count,
+    as_tensor,
+    check_function,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 
 __all__ = [
     "HINTS",
@@ -70,102 +80,127 @@ def _ln_input() -> torch.Tensor:
     return x
 
 
+def _ln_input_2() -> torch.Tensor:
+    """(3, 2, 6): another shape, its nearly constant vector elsewhere."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 2, 6, generator=g) * 2 - 1
+    x[0, 1] = -2.0 + 1e-3 * torch.randn(6, generator=g)
+    return x
+
+
+_LN_EPS = 1e-5
+_LN_CASES = [
+    Case((_ln_input(),), "a (2, 3, 8) input"),
+    Case((_ln_input_2(),), "a (3, 2, 6) input"),
+]
+
+
+def _ln_right(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.layer_norm(x, (x.size(-1),), eps=_LN_EPS)
+
+
+def _norm(x, dims, *, unbiased=False, eps=_LN_EPS, std_eps=False, var_only=False):
+    mu = x.mean(dims, keepdim=True)
+    var = x.var(dims, keepdim=True, unbiased=unbiased)
+    if var_only:
+        return (x - mu) / (var + eps)
+    if std_eps:
+        return (x - mu) / (var.sqrt() + eps)
+    return (x - mu) / torch.sqrt(var + eps)
+
+
+_LN_MISTAKES = [
+    Mistake(lambda x: _norm(x, -1, unbiased=True), "the variance must be the biased one (divide by "
+            "d, not d - 1)"),
+    Mistake(lambda x: _norm(x, -1, eps=0.0), "eps is missing: a nearly constant vector blows up"),
+    Mistake(lambda x: _norm(x, -1, std_eps=True), "eps is added to the standard deviation: it goes "
+            "inside the sqrt"),
+    Mistake(lambda x: _norm(x, -1, var_only=True), "divided by the variance: divide by its square "
+            "root, the std"),
+    Mistake(lambda x: x - x.mean(-1, keepdim=True), "only centred: the vector must also be divided "
+            "by its std"),
+    Mistake(lambda x: x / torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + _LN_EPS), "only "
+            "scaled: subtract the vector's mean first"),
+    Mistake(lambda x: _norm(x, 0), "normalised over the batch (dim 0): each token's vector is "
+            "normalised on its own"),
+    Mistake(lambda x: _norm(x, 1), "normalised over the tokens (dim 1): LayerNorm works over the "
+            "last dimension, d"),
+    Mistake(lambda x: _norm(x, (0, 1, 2)), "normalised over the whole tensor: each vector is "
+            "normalised on its own"),
+]  # fmt: skip
+
+
+def _same_ln(got: torch.Tensor, want: torch.Tensor) -> bool:
+    got, want = got.double(), want.double()
+    return got.shape == want.shape and torch.allclose(got, want, atol=1e-4)
+
+
+def _ln_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    at = f"for {case.show()}"
+    if got.shape != want.shape:
+        return f"{at}: expected a tensor of shape {tuple(want.shape)}, got shape {tuple(got.shape)}"
+    if not torch.allclose(got.mean(-1), torch.zeros_like(got.mean(-1)), atol=1e-4):
+        return f"{at}: each vector (the last dim) must end with mean 0"
+    return f"{at}: values differ from torch.nn.functional.layer_norm"
+
+
 def check_layer_norm(fn: Callable | None) -> bool:
-    """``fn(x)`` for ``x`` ``(B, N, d)``: LayerNorm without scale/shift (eps = 1e-5) over ``d``."""
-    name, hints = "LayerNorm by hand", HINTS["ln"]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "answer must be a function fn(x) -> normalized x", hints)
-    x = _ln_input()
-    out, err = _call(fn, x.clone())
-    if err:
-        return failed(name, err, hints)
-    out, bad = as_tensor(out, tuple(x.shape), "a tensor")
-    if bad:
-        return failed(name, bad, hints)
-    out = out.float()
-    eps = 1e-5
-    if torch.allclose(out, torch.nn.functional.layer_norm(x, (8,), eps=eps), atol=1e-4):
-        return passed(name)
+    """``fn(x)`` for ``x`` ``(B, N, d)``: LayerNorm without scale/shift (eps = 1e-5) over ``d``,
+    judged on every case of ``_LN_CASES``; a mistake is named only when matched on all of them."""
+    return check_function(
+        None if fn is None else (lambda x: fn(x.clone())) if callable(fn) else fn,
+        HINTS["ln"], _LN_CASES, _ln_right, _LN_MISTAKES,
+        normalise=lambda out: as_tensor(out, None, "a tensor"), same=_same_ln,
+        signature="fn(x) -> normalized x", name="LayerNorm by hand", differ=_ln_differ,
+    )  # fmt: skip
 
-    def norm(dims, *, unbiased=False, eps_=eps, std_eps=False, var_only=False):
-        mu = x.mean(dims, keepdim=True)
-        var = x.var(dims, keepdim=True, unbiased=unbiased)
-        if var_only:
-            return (x - mu) / (var + eps_)
-        if std_eps:
-            return (x - mu) / (var.sqrt() + eps_)
-        return (x - mu) / torch.sqrt(var + eps_)
 
-    variants = [
-        (norm(-1, unbiased=True), "the variance must be the biased one (divide by d, not d - 1)"),
-        (norm(-1, eps_=0.0), "eps is missing: a nearly constant vector blows up"),
-        (norm(-1, std_eps=True), "eps is added to the standard deviation: it goes inside the sqrt"),
-        (norm(-1, var_only=True), "divided by the variance: divide by its square root, the std"),
-        (x - x.mean(-1, keepdim=True), "only centred: the vector must also be divided by its std"),
-        (
-            x / torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + eps),
-            "only scaled: subtract the vector's mean first",
-        ),
-        (
-            norm(0),
-            "normalised over the batch (dim 0): each token's vector is normalised on its own",
-        ),
-        (norm(1), "normalised over the tokens (dim 1): LayerNorm works over the last dimension, d"),
-        (norm((0, 1, 2)), "normalised over the whole tensor: each vector is normalised on its own"),
-    ]
-    for wrong, why in variants:
-        if torch.allclose(out, wrong, atol=1e-4):
-            return failed(name, why, hints)
-    if not torch.allclose(out.mean(-1), torch.zeros(2, 3), atol=1e-4):
-        return failed(name, "each vector (the last dim) must end with mean 0", hints)
-    return failed(name, "values differ from torch.nn.functional.layer_norm", hints)
+def _split_cases(n_head: int) -> list[Case]:
+    """A (2, 5, 4 H) input and a (1, 3, 3 H) one, numbered 0, 1, 2... so every place is visible."""
+    cases = []
+    for b, n, dh in ((2, 5, 16 // n_head if 16 % n_head == 0 else 4), (1, 3, 3)):
+        x = torch.arange(b * n * n_head * dh, dtype=torch.float32).view(b, n, n_head * dh)
+        cases.append(Case((x, n_head), f"x of shape {tuple(x.shape)}, n_head={n_head}"))
+    return cases
+
+
+def _split_right(x: torch.Tensor, h: int) -> torch.Tensor:
+    b, n, d = x.shape
+    return x.view(b, n, h, d // h).transpose(1, 2)
+
+
+_SPLIT_MISTAKES = [
+    Mistake(lambda x, h: x.view(*x.shape[:2], h, x.size(-1) // h), "the vectors are cut into heads "
+            "but the head axis is still after the tokens: (B, N, H, d_head) must become "
+            "(B, H, N, d_head)"),
+    Mistake(lambda x, h: x.reshape(x.size(0), h, x.size(1), x.size(-1) // h), "right shape, wrong "
+            "content: a plain view mixes tokens across heads"),
+    Mistake(lambda x, h: x.view(*x.shape[:2], x.size(-1) // h, h).permute(0, 3, 1, 2), "the heads "
+            "are interleaved (every H-th number): head h takes a contiguous slice"),
+]  # fmt: skip
+
+
+def _same_split(got: torch.Tensor, want: torch.Tensor) -> bool:
+    return got.shape == want.shape and torch.equal(got.double(), want.double())
+
+
+def _split_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    at = f"for {case.show()}"
+    if got.shape != want.shape:
+        return f"{at}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
+    return f"{at}: values are not in the right place"
 
 
 def check_split_heads(fn: Callable | None, n_head: int = 4) -> bool:
     """``fn(x, n_head)`` for ``x`` ``(B, N, d)`` -> ``(B, H, N, d_head)``, head ``h`` holding
-    dimensions ``h*d_head .. (h+1)*d_head - 1`` of every token."""
-    name, hints = "split heads", HINTS["split"]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "answer must be a function fn(x, n_head)", hints)
-    B, N, d = 2, 5, 16
-    dh = d // n_head
-    x = torch.arange(B * N * d, dtype=torch.float32).view(B, N, d)
-    out, err = _call(fn, x.clone(), n_head)
-    if err:
-        return failed(name, err, hints)
-    expected = x.view(B, N, n_head, dh).transpose(1, 2)
-    out, bad = as_tensor(out, what="a tensor")
-    if bad:
-        return failed(name, bad, hints)
-    expected, x = expected.double(), x.double()
-    if out.shape == expected.shape and torch.equal(out, expected):
-        return passed(name)
-    if out.shape == (B, N, n_head, dh):
-        return failed(
-            name,
-            "the vectors are cut into heads but the head axis is still after the tokens: "
-            "(B, N, H, d_head) must become (B, H, N, d_head)",
-            hints,
-        )
-    if out.shape != expected.shape:
-        return failed(
-            name, f"expected shape {tuple(expected.shape)}, got {tuple(out.shape)}", hints
-        )
-    if torch.equal(out, x.view(expected.shape)):
-        return failed(
-            name, "right shape, wrong content: a plain view mixes tokens across heads", hints
-        )
-    if torch.equal(out, x.view(B, N, dh, n_head).permute(0, 3, 1, 2)):
-        return failed(
-            name,
-            "the heads are interleaved (every H-th number): head h takes a contiguous slice",
-            hints,
-        )
-    return failed(name, "values are not in the right place", hints)
+    dimensions ``h*d_head .. (h+1)*d_head - 1`` of every token; judged on every case of
+    ``_split_cases(n_head)``, a mistake named only when matched on all of them."""
+    return check_function(
+        None if fn is None else (lambda x, h: fn(x.clone(), h)) if callable(fn) else fn,
+        HINTS["split"], _split_cases(n_head), _split_right, _SPLIT_MISTAKES,
+        normalise=lambda out: as_tensor(out, None, "a tensor"), same=_same_split,
+        signature="fn(x, n_head)", name="split heads", differ=_split_differ,
+    )  # fmt: skip
 
 
 def check_mlp_params(answer: Any, config: str = "gpt3-175b") -> bool:
