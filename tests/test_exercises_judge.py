@@ -317,7 +317,9 @@ EXERCISES = {
                     ),
                     -1,
                 ),
-                "scale is missing": lambda q, k: _weights(q * q.size(-1) ** 0.25, k * 16**0.25),
+                "scale is missing": lambda q, k: _weights(
+                    q * q.size(-1) ** 0.25, k * k.size(-1) ** 0.25
+                ),
             },
         ),
     },
@@ -615,6 +617,15 @@ def test_split_heads_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "for x of shape (2, 5, 16), n_head=4: values are not in the right place" in out, out
 
 
+def test_attention_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # the scale squared on the first (6, 16) case only: not "the scale is squared"
+    squared = ex03._ATTENTION_MISTAKES[7].formula
+    out = run(ex03.check_attention_weights, _on_first_case_only(
+        ex03._ATTENTION_CASES, squared, lambda q, k: ex03._weights(q, k)), capsys)[1]  # fmt: skip
+    assert "squared" not in out, out
+    assert "for q, k of shape (6, 16): values differ from the reference" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -644,6 +655,8 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex08._CE_CASES, ex08._ce_right, ex08._CE_MISTAKES, ex08._same_ce),
         (ex04._LN_CASES, ex04._ln_right, ex04._LN_MISTAKES, ex04._same_ln),
         (ex04._split_cases(4), ex04._split_right, ex04._SPLIT_MISTAKES, ex04._same_split),
+        (ex03._ATTENTION_CASES, lambda q, k: ex03._weights(q, k), ex03._ATTENTION_MISTAKES,
+         ex03._same_weights),
     ]  # fmt: skip
 
     def values(f, cases):

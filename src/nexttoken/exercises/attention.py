@@ -13,10 +13,12 @@ from typing import Any
 import torch
 
 from . import (
+    Case,
     Hints,
+    Mistake,
     as_number,
     as_tensor,
-    call_answer,
+    check_function,
     check_prediction,
     failed,
     passed,
@@ -133,69 +135,74 @@ def _weights(
     return torch.softmax(s.masked_fill(~allowed, fill), dim)
 
 
-def check_attention_weights(fn: Callable | None) -> bool:
-    """``fn(q, k)`` for ``q, k`` ``(N, d_head)``: the causal attention weights ``(N, N)``."""
-    name, hints = "causal attention weights", HINTS["weights"]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "answer must be a function fn(q, k) -> weights", hints)
+def _attention_cases() -> list[Case]:
+    """q, k of shape (6, 16) and (4, 9): two widths, so that sqrt(d_head), d_head and 1 / sqrt are
+    told apart, and two lengths."""
     g = torch.Generator().manual_seed(3)
-    n, dh = 6, 16
-    q, k = torch.randn(n, dh, generator=g) * 2, torch.randn(n, dh, generator=g) * 2
-    w, err = call_answer(fn, q.clone(), k.clone())
-    if err:
-        return failed(name, err, hints)
-    w, bad = as_tensor(w, (n, n), "the weights: a tensor")
-    if bad:
-        return failed(name, f"for q, k of shape ({n}, {dh}): {bad}", hints)
-    if torch.allclose(w, _weights(q, k).double(), atol=1e-5):
-        return passed(name)
-    variants = [
-        (
-            _weights(q, k, mask="strict"),
-            "the mask hides each token from ITSELF (the diagonal is masked): a token attends to "
-            "itself and to the earlier ones; token 0, which sees nothing, gets nan",
-        ),
-        (_weights(q, k, mask="triu"), "the mask is transposed: each token sees the future"),
-        (_weights(q, k, mask="none"), "no mask: weights on future tokens are not zero"),
-        (
-            _weights(q, k, fill=0.0),
-            "the future was masked with 0 instead of -inf: e^0 = 1, so the future still gets weight",
-        ),
-        (
-            _weights(q, k, after=True),
-            "masked after the softmax: the rows no longer sum to 1 (mask the scores, then softmax)",
-        ),
-        (
-            _weights(q, k, dim=0),
-            "softmax over the wrong dimension (the queries): columns sum to 1, each row must",
-        ),
-        (_weights(q, k, scale=1.0), "the scale is missing: scores must be divided by sqrt(d_head)"),
-        (
-            _weights(q, k, scale=float(dh)),
-            "the scale is squared: divided by d_head, not by its square root",
-        ),
-        (
-            _weights(q, k, scale=1 / math.sqrt(dh)),
-            "multiplied by sqrt(d_head) instead of dividing by it",
-        ),
-        (
-            _weights(q, k, scores=k @ q.T),
-            "the scores are transposed (k @ q.T): row i must hold q_i . k_j for every key j",
-        ),
-    ]
-    for wrong, why in variants:
-        if torch.allclose(w, wrong.double(), atol=1e-5, equal_nan=True):
-            return failed(name, why, hints)
-    if not bool(torch.isfinite(w).all()):
-        return failed(name, "some weights are nan or inf: a row whose scores are all -inf has no "
-                      "softmax", hints)  # fmt: skip
-    if torch.triu(w, diagonal=1).abs().max() > 1e-6:
-        return failed(name, "weights on future tokens are not zero: apply the mask", hints)
-    if not torch.allclose(w.sum(-1), torch.ones(n, dtype=w.dtype), atol=1e-5):
-        return failed(name, "rows do not sum to 1: softmax over the keys (the last dim)", hints)
-    return failed(name, "values differ from the reference", hints)
+    cases = []
+    for n, dh in ((6, 16), (4, 9)):
+        q, k = torch.randn(n, dh, generator=g) * 2, torch.randn(n, dh, generator=g) * 2
+        cases.append(Case((q, k), f"q, k of shape ({n}, {dh})"))
+    return cases
+
+
+_ATTENTION_CASES = _attention_cases()
+_ATTENTION_MISTAKES = [
+    Mistake(lambda q, k: _weights(q, k, mask="strict"), "the mask hides each token from ITSELF "
+            "(the diagonal is masked): a token attends to itself and to the earlier ones; token 0, "
+            "which sees nothing, gets nan"),
+    Mistake(lambda q, k: _weights(q, k, mask="triu"), "the mask is transposed: each token sees "
+            "the future"),
+    Mistake(lambda q, k: _weights(q, k, mask="none"), "no mask: weights on future tokens are not "
+            "zero"),
+    Mistake(lambda q, k: _weights(q, k, fill=0.0), "the future was masked with 0 instead of -inf: "
+            "e^0 = 1, so the future still gets weight"),
+    Mistake(lambda q, k: _weights(q, k, after=True), "masked after the softmax: the rows no "
+            "longer sum to 1 (mask the scores, then softmax)"),
+    Mistake(lambda q, k: _weights(q, k, dim=0), "softmax over the wrong dimension (the queries): "
+            "columns sum to 1, each row must"),
+    Mistake(lambda q, k: _weights(q, k, scale=1.0), "the scale is missing: scores must be divided "
+            "by sqrt(d_head)"),
+    Mistake(lambda q, k: _weights(q, k, scale=float(q.size(-1))), "the scale is squared: divided "
+            "by d_head, not by its square root"),
+    Mistake(lambda q, k: _weights(q, k, scale=1 / math.sqrt(q.size(-1))), "multiplied by "
+            "sqrt(d_head) instead of dividing by it"),
+    Mistake(lambda q, k: _weights(q, k, scores=k @ q.T), "the scores are transposed (k @ q.T): "
+            "row i must hold q_i . k_j for every key j"),
+]  # fmt: skip
+
+
+def _same_weights(got: torch.Tensor, want: torch.Tensor) -> bool:
+    got, want = got.double(), want.double()
+    return got.shape == want.shape and torch.allclose(got, want, atol=1e-5, equal_nan=True)
+
+
+def _attention_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    at = f"for {case.show()}"
+    n = want.size(0)
+    if got.shape != want.shape:
+        return (
+            f"{at}: expected the weights of shape {tuple(want.shape)}, got shape {tuple(got.shape)}"
+        )
+    if not bool(torch.isfinite(got).all()):
+        return f"{at}: some weights are nan or inf: a row whose scores are all -inf has no softmax"
+    if torch.triu(got, diagonal=1).abs().max() > 1e-6:
+        return f"{at}: weights on future tokens are not zero: apply the mask"
+    if not torch.allclose(got.sum(-1), torch.ones(n, dtype=got.dtype), atol=1e-5):
+        return f"{at}: rows do not sum to 1: softmax over the keys (the last dim)"
+    return f"{at}: values differ from the reference"
+
+
+def check_attention_weights(fn: Callable | None) -> bool:
+    """``fn(q, k)`` for ``q, k`` ``(N, d_head)``: the causal attention weights ``(N, N)``, judged on
+    every case of ``_ATTENTION_CASES``; a mistake is named only when matched on all of them."""
+    return check_function(
+        None if fn is None else (lambda q, k: fn(q.clone(), k.clone())) if callable(fn) else fn,
+        HINTS["weights"], _ATTENTION_CASES, lambda q, k: _weights(q, k), _ATTENTION_MISTAKES,
+        normalise=lambda out: as_tensor(out, None, "the weights: a tensor"), same=_same_weights,
+        signature="fn(q, k) -> weights", name="causal attention weights",
+        differ=_attention_differ,
+    )  # fmt: skip
 
 
 def check_visible_words(answer: Any, words: list[str], query: str) -> bool:
