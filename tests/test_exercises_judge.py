@@ -626,6 +626,15 @@ def test_attention_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "for q, k of shape (6, 16): values differ from the reference" in out, out
 
 
+def test_softmax_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # softmax over dim 0 on the small-spread case only: not "the wrong dimension"
+    dim0 = ex05._SOFTMAX_MISTAKES[1].formula
+    out = run(ex05.check_softmax, _on_first_case_only(ex05._SOFTMAX_CASES, dim0, ex05._sm_right),
+              capsys)[1]  # fmt: skip
+    assert "wrong dimension" not in out, out
+    assert "for logits of a small spread: each row (the last dimension) must sum to 1" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -651,6 +660,7 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex06._TEMPERATURE_CASES, ex06._t_softmax, ex06._TEMPERATURE_MISTAKES,
          lambda a, b: a.shape == b.shape and torch.allclose(a, b.double(), atol=1e-4)),
         (ex05._ENTROPY_CASES, ex05._entropy_right, ex05._ENTROPY_MISTAKES, ex05._same_entropy),
+        (ex05._SOFTMAX_CASES, ex05._sm_right, ex05._SOFTMAX_MISTAKES, ex05._same_softmax),
         (ex06._TOP_K_CASES, ex06.top_k_filter, ex06._TOP_K_MISTAKES, ex06._same_filter),
         (ex08._CE_CASES, ex08._ce_right, ex08._CE_MISTAKES, ex08._same_ce),
         (ex04._LN_CASES, ex04._ln_right, ex04._LN_MISTAKES, ex04._same_ln),

@@ -27,7 +27,6 @@ from . import (
     passed,
     unanswered,
 )
-from . import call_answer as _call
 
 __all__ = [
     "HINTS",
@@ -68,16 +67,6 @@ ENTROPY_HINTS = Hints(
 HINTS = {h.name: h for h in (SOFTMAX_HINTS, PROJECTION_HINTS, ENTROPY_HINTS)}
 
 
-def _close(out: Any, want: torch.Tensor, atol: float = 1e-6) -> bool:
-    """Same shape, finite, and equal up to float32 rounding (relative 1e-4, absolute ``atol``)."""
-    t, bad = as_tensor(out, tuple(want.shape))
-    return (
-        not bad
-        and bool(torch.isfinite(t).all())
-        and torch.allclose(t, want.double(), rtol=1e-4, atol=atol)
-    )
-
-
 # Rows with a small spread (safe for any softmax), with huge values (the naive exp overflows or
 # underflows), and with a spread above 88 (shifting by the minimum still overflows).
 _SMALL = torch.tensor([[0.5, -1.2, 2.0, 0.3], [3.0, 1.0, -2.0, 0.0], [-0.7, 0.1, 0.4, 1.5]])
@@ -85,85 +74,88 @@ _HUGE = torch.tensor([[1000.0, 999.0, 990.0, 995.0], [-1000.0, -1001.0, -1010.0,
 _WIDE = torch.tensor([[60.0, -60.0, 0.0, 10.0]])
 
 
+_SOFTMAX_CASES = [
+    Case((_SMALL,), "logits of a small spread"),
+    Case((_HUGE,), "logits near +-1000"),
+    Case((_WIDE,), "a row whose scores span 120"),
+]
+
+
+def _sm_right(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=-1)
+
+
+def _exp_over(x: torch.Tensor, shift: torch.Tensor | float, total: str = "row") -> torch.Tensor:
+    """exp(x - shift) divided by its row sums (or by its sum over the whole batch), in float32:
+    the overflow and underflow of a wrong shift happen as they would in the reader's code."""
+    e = (x - shift).exp()
+    return e / (e.sum() if total == "batch" else e.sum(-1, keepdim=True))
+
+
+_SOFTMAX_MISTAKES = [
+    Mistake(lambda x: torch.log_softmax(x, dim=-1), "these are log-probabilities (log_softmax): "
+            "exponentiate them"),
+    Mistake(lambda x: torch.softmax(x, dim=0), "normalised over the wrong dimension (dim=0, across "
+            "the batch): each ROW, the vocabulary, must sum to 1"),
+    Mistake(lambda x: (x - x.amax(-1, keepdim=True)).exp(), "not normalised: the exponentials must "
+            "be divided by their row's sum"),
+    Mistake(lambda x: x.exp(), "not normalised: the exponentials must be divided by their row's "
+            "sum"),
+    Mistake(lambda x: _exp_over(x, 0.0, "batch"), "divided by the sum over the whole batch: each "
+            "row (one position's scores) is a distribution of its own"),
+    Mistake(lambda x: _exp_over(x, 0.0), "exp overflowed: for logits near +1000 exp(s) is inf "
+            "(inf/inf = nan), near -1000 it is 0 (0/0 = nan). Softmax needs the shift that keeps "
+            "exp in range"),
+    Mistake(lambda x: _exp_over(x, x.max()), "shifted by the maximum of the whole batch, not of "
+            "each row: a row far below that maximum underflows to 0 / 0 = nan. Each row needs its "
+            "own maximum"),
+    Mistake(lambda x: _exp_over(x, x.amin(-1, keepdim=True)), "a row whose scores span more than "
+            "88 overflows: shifting by the minimum (or by any constant other than the row's "
+            "maximum) can still leave an exponent above 88"),
+]  # fmt: skip
+
+
+def _same_softmax(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Same shape, equal up to float32 rounding (nan where the mistake gives nan)."""
+    got, want = got.double(), want.double()
+    return got.shape == want.shape and torch.allclose(
+        got, want, rtol=1e-4, atol=1e-6, equal_nan=True
+    )
+
+
+def _softmax_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    at = f"for {case.show()}"
+    if got.shape != want.shape:
+        return (
+            f"{at}: expected a tensor of the input's shape {tuple(want.shape)}, got shape "
+            f"{tuple(got.shape)}: softmax gives one probability per score"
+        )
+    if not bool(torch.isfinite(got).all()):
+        return (
+            f"{at}: the result has nan or inf: exp overflows above 88 and underflows far below 0. "
+            "Softmax needs the shift that keeps exp in range"
+        )
+    ones = torch.ones(got.shape[:-1], dtype=got.dtype)
+    if not torch.allclose(got.sum(-1), ones, atol=1e-5):
+        return f"{at}: each row (the last dimension) must sum to 1"
+    return f"{at}: the values differ from softmax over the last dimension"
+
+
 def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
-    """``fn(logits)`` must be a stable softmax over the last dimension of a ``(B, V)`` tensor.
+    """``fn(logits)`` must be a stable softmax over the last dimension of a ``(B, V)`` tensor,
+    judged on every case of ``_SOFTMAX_CASES`` (a small spread, logits near +-1000, a row spanning
+    120); a mistake is named only when the answer matches it on all of them.
 
     Recognised: exp overflow without the max shift; the wrong dimension; no normalisation; one sum
-    over the whole batch; a shift by the minimum; log-probabilities instead of probabilities.
+    over the whole batch; the whole batch's maximum; a shift by the minimum; log-probabilities
+    instead of probabilities.
     """
-    name, hints = SOFTMAX_HINTS.name, SOFTMAX_HINTS
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(logits) -> probabilities", hints)
-    out, err = _call(fn, _SMALL.clone())
-    if err:
-        return failed(name, err, hints)
-    t, bad = as_tensor(out, tuple(_SMALL.shape), "a tensor of the input's shape")
-    if bad:
-        return failed(name, f"{bad}: softmax gives one probability per score", hints)
-    want = torch.softmax(_SMALL, dim=-1)
-    if not _close(out, want):
-        if _close(out, torch.log_softmax(_SMALL, dim=-1), 1e-5):
-            return failed(
-                name, "these are log-probabilities (log_softmax): exponentiate them", hints
-            )
-        if _close(out, torch.softmax(_SMALL, dim=0)):
-            return failed(
-                name,
-                "normalised over the wrong dimension (dim=0, across the batch): each ROW, the "
-                "vocabulary, must sum to 1",
-                hints,
-            )
-        e = (_SMALL - _SMALL.amax(-1, keepdim=True)).exp()
-        if _close(out, e, 1e-5) or _close(out, _SMALL.exp(), 1e-5):
-            return failed(
-                name, "not normalised: the exponentials must be divided by their row's sum", hints
-            )
-        if _close(out, _SMALL.exp() / _SMALL.exp().sum()):
-            return failed(
-                name,
-                "divided by the sum over the whole batch: each row (one position's scores) is a "
-                "distribution of its own",
-                hints,
-            )
-        if not torch.allclose(t.sum(-1), torch.ones(3, dtype=t.dtype), atol=1e-5):
-            return failed(name, "each row (the last dimension) must sum to 1", hints)
-        return failed(name, "the values differ from softmax over the last dimension", hints)
-    out, err = _call(fn, _HUGE.clone())
-    if err:
-        return failed(name, err, hints)
-    if not _close(out, torch.softmax(_HUGE, dim=-1)):
-        rows = [_call(fn, _HUGE[i : i + 1].clone())[0] for i in range(_HUGE.size(0))]
-        if all(_close(r, torch.softmax(_HUGE[i : i + 1], -1)) for i, r in enumerate(rows)):
-            return failed(
-                name,
-                "shifted by the maximum of the whole batch, not of each row: a row far below "
-                "that maximum underflows to 0 / 0 = nan. Each row needs its own maximum",
-                hints,
-            )
-        t, bad = as_tensor(out, tuple(_HUGE.shape), "a tensor of the input's shape")
-        if bad:
-            return failed(name, f"for logits near +-1000: {bad}", hints)
-        if not bool(torch.isfinite(t).all()):
-            return failed(
-                name,
-                "exp overflowed: for logits near +1000 exp(s) is inf (inf/inf = nan), near -1000 "
-                "it is 0 (0/0 = nan). Softmax needs the shift that keeps exp in range",
-                hints,
-            )
-        return failed(name, "for logits near +-1000 the values differ from softmax", hints)
-    out, err = _call(fn, _WIDE.clone())
-    if err:
-        return failed(name, err, hints)
-    if not _close(out, torch.softmax(_WIDE, dim=-1)):
-        return failed(
-            name,
-            "a row whose scores span more than 88 overflows: shifting by the minimum (or by any "
-            "constant other than the row's maximum) can still leave an exponent above 88",
-            hints,
-        )
-    return passed(name)
+    return check_function(
+        None if fn is None else (lambda x: fn(x.clone())) if callable(fn) else fn,
+        SOFTMAX_HINTS, _SOFTMAX_CASES, _sm_right, _SOFTMAX_MISTAKES,
+        normalise=lambda out: as_tensor(out, None, "a tensor of the input's shape"),
+        same=_same_softmax, signature="fn(logits) -> probabilities", differ=_softmax_differ,
+    )  # fmt: skip
 
 
 def check_projection_params(answer: int | None) -> bool:
