@@ -26,7 +26,6 @@ from . import (
     passed,
     unanswered,
 )
-from . import call_answer as _call
 
 __all__ = [
     "check_cross_entropy",
@@ -280,52 +279,71 @@ def check_nats_per_char(fn: Callable[[float, int, int], float] | None) -> bool:
     )  # fmt: skip
 
 
+_TARGET_DATA = torch.tensor([5, 9, 2, 7, 7, 1, 3, 8, 4, 6])
+_TARGET_CASES = [
+    Case((_TARGET_DATA, start, n), f"start={start}, n={n}") for start, n in ((3, 5), (1, 4), (5, 4))
+]
+
+
+def _targets_right(d: torch.Tensor, s: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return d[s : s + n], d[s + 1 : s + n + 1]
+
+
+_TARGET_MISTAKES = [
+    Mistake(lambda d, s, n: (d[s + 1 : s + n + 1], d[s : s + n]), "x and y are swapped: the "
+            "targets are the later tokens"),
+    Mistake(lambda d, s, n: (d[s : s + n], d[s : s + n]), "y equals x: the model would learn to "
+            "copy, not to predict"),
+    Mistake(lambda d, s, n: (d[s : s + n], d[s - 1 : s + n - 1]), "y is one token behind x: the "
+            "target is the token that comes next"),
+    Mistake(lambda d, s, n: (d[s : s + n], d[s + 1 : s + n]), "y must hold n tokens like x, got "
+            "one fewer (y was cut from x: its last target is outside x, take it from data)"),
+]  # fmt: skip
+
+
+def _target_pair(out: Any) -> tuple[tuple | None, str]:
+    """``(x, y)`` as float64 tensors, both 1-D, or a message."""
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        return None, "return a pair (x, y)"
+    (x, bad_x), (y, bad_y) = (as_tensor(t, what="a 1-D window of ids") for t in out)
+    if bad_x or bad_y:
+        return None, bad_x or bad_y
+    if x.dim() != 1 or y.dim() != 1:
+        return None, f"x and y are 1-D windows, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+    return (x, y), ""
+
+
+def _same_pair(got: tuple, want: tuple) -> bool:
+    return all(
+        g.shape == w.shape and torch.equal(g.double(), w.double())
+        for g, w in zip(got, want, strict=True)
+    )
+
+
+def _targets_differ(case: Case, got: tuple, want: tuple) -> str:
+    (x, y), (want_x, _) = got, want
+    _, start, n = case.args
+    if len(x) != n or len(y) != n:
+        return f"for {case.show()}: x and y must both hold n={n} tokens, got {len(x)} and {len(y)}"
+    if not torch.equal(x, want_x.double()):
+        return f"for {case.show()}: x should be the {n} tokens of data from position start"
+    return f"for {case.show()}: y is not x moved one token on"
+
+
 def check_targets(fn: Callable[[torch.Tensor, int, int], tuple] | None) -> bool:
     """``fn(data, start, n)``: the input window ``x`` and its targets ``y`` (both ``(n,)``) that start
-    at ``start`` in the 1-D token stream ``data``: ``y[i]`` is the token that follows ``x[i]``.
+    at ``start`` in the 1-D token stream ``data``: ``y[i]`` is the token that follows ``x[i]``;
+    judged on every case of ``_TARGET_CASES``.
 
-    Recognised: ``y == x`` (copying), ``y`` one token behind instead of ahead, ``x`` and ``y``
-    swapped, ``y`` cut from ``x`` (one token short), windows of the wrong length."""
-    name = "inputs and next-token targets"
-    hints = HINTS[name]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(data, start, n)", hints)
-    data = torch.tensor([5, 9, 2, 7, 7, 1, 3, 8, 4, 6])
-    for start, n in ((3, 5), (1, 4), (5, 4)):
-        out, err = _call(fn, data.clone(), start, n)
-        if err:
-            return failed(name, err, hints)
-        if not (isinstance(out, tuple | list) and len(out) == 2):
-            return failed(name, "return a pair (x, y)", hints)
-        (x, bad_x), (y, bad_y) = (as_tensor(t, what="a 1-D window of ids") for t in out)
-        if bad_x or bad_y:
-            return failed(name, bad_x or bad_y, hints)
-        if x.dim() != 1 or y.dim() != 1:
-            return failed(name, f"x and y are 1-D windows, got shapes {tuple(x.shape)} and "
-                          f"{tuple(y.shape)}", hints)  # fmt: skip
-        ref = data.double()
-        want_x, want_y = ref[start : start + n], ref[start + 1 : start + n + 1]
-        if torch.equal(x, want_x) and torch.equal(y, want_y):
-            continue
-        if torch.equal(x, want_y) and torch.equal(y, want_x):
-            return failed(name, "x and y are swapped: the targets are the later tokens", hints)
-        if len(x) != n or len(y) != n:
-            why = f"x and y must both hold n={n} tokens, got {len(x)} and {len(y)}"
-            if torch.equal(x, want_x) and torch.equal(y, want_x[1:]):
-                why += " (y was cut from x: its last target is outside x, take it from data)"
-            return failed(name, why, hints)
-        if not torch.equal(x, want_x):
-            return failed(name, f"x should be the {n} tokens of data from position start", hints)
-        if torch.equal(y, x):
-            return failed(name, "y equals x: the model would learn to copy, not to predict", hints)
-        if torch.equal(y, ref[start - 1 : start + n - 1]):
-            return failed(
-                name, "y is one token behind x: the target is the token that comes next", hints
-            )
-        return failed(name, f"start={start}, n={n}: y is not x moved one token on", hints)
-    return passed(name)
+    Recognised (only when matched on every case): ``y == x`` (copying), ``y`` one token behind
+    instead of ahead, ``x`` and ``y`` swapped, ``y`` cut from ``x`` (one token short); windows of
+    the wrong length are said as they are."""
+    return check_function(
+        None if fn is None else (lambda d, s, n: fn(d.clone(), s, n)) if callable(fn) else fn,
+        HINTS["inputs and next-token targets"], _TARGET_CASES, _targets_right, _TARGET_MISTAKES,
+        normalise=_target_pair, same=_same_pair, signature="fn(data, start, n)",
+        differ=_targets_differ, show=lambda v: "a pair",
+    )  # fmt: skip
 
 
 def check_short_context_loss(answer: Any, actual: float) -> bool:
