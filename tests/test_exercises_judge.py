@@ -635,6 +635,24 @@ def test_softmax_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "for logits of a small spread: each row (the last dimension) must sum to 1" in out, out
 
 
+def test_targets_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # y one token behind on the first window only: not "one token behind"
+    behind = ex08._TARGET_MISTAKES[2].formula
+    out = run(ex08.check_targets, _on_first_case_only(ex08._TARGET_CASES, behind,
+                                                      ex08._targets_right), capsys)[1]  # fmt: skip
+    assert "behind" not in out, out
+    assert "for start=3, n=5: y is not x moved one token on" in out, out
+
+
+def test_probabilities_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # log_softmax on the small logits only: not "log-probabilities"
+    log_probs = ex00._PROB_MISTAKES[4].formula
+    out = run(ex00.check_probabilities, _on_first_case_only(
+        ex00._PROB_CASES, log_probs, lambda s: torch.softmax(s, -1)), capsys)[1]  # fmt: skip
+    assert "log-probabilities" not in out, out
+    assert "for small logits: values differ from the softmax of each row" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -663,6 +681,9 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex05._SOFTMAX_CASES, ex05._sm_right, ex05._SOFTMAX_MISTAKES, ex05._same_softmax),
         (ex06._TOP_K_CASES, ex06.top_k_filter, ex06._TOP_K_MISTAKES, ex06._same_filter),
         (ex08._CE_CASES, ex08._ce_right, ex08._CE_MISTAKES, ex08._same_ce),
+        (ex08._TARGET_CASES, ex08._targets_right, ex08._TARGET_MISTAKES, ex08._same_pair),
+        (ex00._PROB_CASES, lambda s: torch.softmax(s, -1), ex00._PROB_MISTAKES,
+         ex00._same_probs),
         (ex04._LN_CASES, ex04._ln_right, ex04._LN_MISTAKES, ex04._same_ln),
         (ex04._split_cases(4), ex04._split_right, ex04._SPLIT_MISTAKES, ex04._same_split),
         (ex03._ATTENTION_CASES, lambda q, k: ex03._weights(q, k), ex03._ATTENTION_MISTAKES,

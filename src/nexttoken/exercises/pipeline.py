@@ -10,7 +10,18 @@ import torch
 
 from ..configs import get_config
 from ..model import GPT, GPTConfig
-from . import Hints, as_count, as_tensor, check_prediction, failed, passed, unanswered
+from . import (
+    Case,
+    Hints,
+    Mistake,
+    as_count,
+    as_tensor,
+    check_function,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 from . import call_answer as _safe_call
 
 __all__ = [
@@ -81,68 +92,65 @@ def check_output_shape(answer: object, n_tokens: int = 10) -> bool:
     return failed(name, wrong.get(answer, f"{answer:,} is not the number of output numbers"), hints)
 
 
+# small logits (B != V, so a wrong dimension shows), then large ones (an unshifted exp overflows)
+_PROB_CASES = [
+    Case(
+        (torch.tensor([[2.0, 1.0, 0.5, -3.0], [0.3, -1.0, 2.0, 0.1], [1.0, 1.0, 1.0, 1.0]]),),
+        "small logits",
+    ),
+    Case(
+        (
+            torch.tensor(
+                [[800.0, 799.0, 0.0, 1.0], [2.0, 1.0, 0.5, -3.0], [-800.0, -801.0, 0.0, 0.0]]
+            ),
+        ),
+        "logits near +-800",
+    ),
+]
+_PROB_MISTAKES = [
+    Mistake(lambda s: torch.softmax(s, 0), "softmax over the wrong dimension (dim=0, the batch): "
+            "each column sums to 1, but each row (one position) must sum to 1 over the vocabulary, "
+            "the last dimension"),
+    Mistake(lambda s: s.exp(), "exp() alone is not a distribution: the rows do not sum to 1"),
+    Mistake(lambda s: s / s.sum(-1, keepdim=True), "dividing logits by their sum without exp(): "
+            "logits can be negative, so these 'probabilities' can be negative or above 1"),
+    Mistake(lambda s: s.exp() / s.exp().sum(), "normalised over the whole tensor: each row must "
+            "sum to 1 on its own"),
+    Mistake(lambda s: torch.log_softmax(s, -1), "those are log-probabilities (log_softmax), not "
+            "probabilities"),
+    Mistake(torch.sigmoid, "sigmoid squashes each logit on its own: the rows do not sum to 1"),
+    Mistake(lambda s: s.exp() / s.exp().sum(-1, keepdim=True), "overflow: exp(800) is inf in "
+            "float32 and inf / inf is nan; the max shift is missing"),
+]  # fmt: skip
+
+
+def _same_probs(got: torch.Tensor, want: torch.Tensor) -> bool:
+    got, want = got.double(), want.double()
+    return got.shape == want.shape and torch.allclose(got, want, atol=1e-6, equal_nan=True)
+
+
+def _probs_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    at = f"for {case.show()}"
+    if got.shape != want.shape:
+        return f"{at}: expected a tensor of shape {tuple(want.shape)}, got shape {tuple(got.shape)}"
+    if not bool(torch.isfinite(got).all()):
+        return f"{at}: some values are nan or inf (exp(800) is inf in float32, inf / inf is nan)"
+    return f"{at}: values differ from the softmax of each row"
+
+
 def check_probabilities(fn: object) -> bool:
-    """``fn(logits (B, V)) -> probabilities (B, V)``: each row non-negative and summing to 1."""
+    """``fn(logits (B, V)) -> probabilities (B, V)``: each row non-negative and summing to 1;
+    judged on every case of ``_PROB_CASES``, a mistake named only when matched on all of them."""
     name, hints = "logits to probabilities", HINTS["probs"]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
+    if fn is not None and fn is not Ellipsis and not callable(fn):
         return failed(name, "give a function fn(logits) -> probabilities", hints)
-    # small logits first (B != V, so a wrong dimension shows), then large ones (overflow)
-    small = torch.tensor([[2.0, 1.0, 0.5, -3.0], [0.3, -1.0, 2.0, 0.1], [1.0, 1.0, 1.0, 1.0]])
-    p, err = _safe_call(fn, small.clone())
-    if err:
-        return failed(name, err, hints)
-    p, bad = as_tensor(p, tuple(small.shape), "a tensor of the logits' shape")
-    if bad:
-        return failed(name, bad, hints)
-    p = p.float()
-    e = small.exp()
-    variants = [
-        (
-            torch.softmax(small, 0),
-            "softmax over the wrong dimension (dim=0, the batch): each column sums to 1, but each "
-            "row (one position) must sum to 1 over the vocabulary, the last dimension",
-        ),
-        (e, "exp() alone is not a distribution: the rows do not sum to 1"),
-        (
-            small / small.sum(-1, keepdim=True),
-            "dividing logits by their sum without exp(): logits can be negative, so these "
-            "'probabilities' can be negative or above 1",
-        ),
-        (e / e.sum(), "normalised over the whole tensor: each row must sum to 1 on its own"),
-        (
-            torch.log_softmax(small, -1),
-            "those are log-probabilities (log_softmax), not probabilities",
-        ),
-        (
-            torch.sigmoid(small),
-            "sigmoid squashes each logit on its own: the rows do not sum to 1",
-        ),
-    ]
-    if not torch.allclose(p, torch.softmax(small, -1), atol=1e-6):
-        for wrong, why in variants:
-            if torch.allclose(p, wrong, atol=1e-6):
-                return failed(name, why, hints)
-        return failed(name, "values differ from the softmax of each row", hints)
-    big = torch.tensor(
-        [[800.0, 799.0, 0.0, 1.0], [2.0, 1.0, 0.5, -3.0], [-800.0, -801.0, 0.0, 0.0]]
-    )
-    p, err = _safe_call(fn, big.clone())
-    if err:
-        return failed(name, err, hints)
-    p, bad = as_tensor(p, tuple(big.shape), "a tensor of the logits' shape")
-    if bad:
-        return failed(name, f"for logits near +-800: {bad}", hints)
-    if not torch.isfinite(p).all():
-        return failed(
-            name,
-            "overflow: exp(800) is inf in float32 and inf / inf is nan; the max shift is missing",
-            hints,
-        )
-    if not torch.allclose(p.detach().float(), torch.softmax(big, -1), atol=1e-6):
-        return failed(name, "right on small logits, wrong on large ones", hints)
-    return passed(name)
+    return check_function(
+        None if fn is None else (lambda s: fn(s.clone())) if callable(fn) else fn,
+        hints, _PROB_CASES, lambda s: torch.softmax(s, -1), _PROB_MISTAKES,
+        normalise=lambda out: as_tensor(out, None, "a tensor of the logits' shape"),
+        same=_same_probs, signature="fn(logits) -> probabilities", name=name,
+        differ=_probs_differ,
+    )  # fmt: skip
 
 
 def _tiny_model() -> GPT:
