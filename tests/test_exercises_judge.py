@@ -653,6 +653,21 @@ def test_probabilities_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "for small logits: values differ from the softmax of each row" in out, out
 
 
+def _step_cases():
+    model = ex00._tiny_model().eval()
+    return [ex00.Case((model, ex00._discriminating_prompt(model, s)[0])) for s in (0, 1)]
+
+
+def test_one_step_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # predicted from the first position on the first prompt only: not "first position"
+    cases = _step_cases()
+    first = ex00._STEP_MISTAKES[3].formula
+    ok = ex00.check_one_step(_on_first_case_only(cases, first, ex00._step_right), cases[0].args[0])
+    out = capsys.readouterr().out
+    assert not ok and "first position" not in out, out
+    assert "for prompt 1 (8 tokens): the appended token is not the most likely one" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -684,6 +699,7 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex08._TARGET_CASES, ex08._targets_right, ex08._TARGET_MISTAKES, ex08._same_pair),
         (ex00._PROB_CASES, lambda s: torch.softmax(s, -1), ex00._PROB_MISTAKES,
          ex00._same_probs),
+        (_step_cases(), ex00._step_right, ex00._STEP_MISTAKES, ex00._same_ids),
         (ex04._LN_CASES, ex04._ln_right, ex04._LN_MISTAKES, ex04._same_ln),
         (ex04._split_cases(4), ex04._split_right, ex04._SPLIT_MISTAKES, ex04._same_split),
         (ex03._ATTENTION_CASES, lambda q, k: ex03._weights(q, k), ex03._ATTENTION_MISTAKES,

@@ -6,6 +6,8 @@ hints are staged (:class:`nexttoken.exercises.Hints`) and never print the answer
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..configs import get_config
@@ -22,7 +24,6 @@ from . import (
     passed,
     unanswered,
 )
-from . import call_answer as _safe_call
 
 __all__ = [
     "HINTS",
@@ -158,10 +159,10 @@ def _tiny_model() -> GPT:
     return GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
 
 
-def _discriminating_prompt(model: GPT) -> tuple[torch.Tensor, int, int, int]:
+def _discriminating_prompt(model: GPT, seed: int = 0) -> tuple[torch.Tensor, int, int, int]:
     """A prompt ``(1, 8)`` on which the greedy next token, the argmax of the first position and
     the argmax with the last token alone all differ (so each mistake shows), and those three ids."""
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     V = model.config.vocab_size
     with torch.no_grad():
         for _ in range(50):
@@ -174,58 +175,70 @@ def _discriminating_prompt(model: GPT) -> tuple[torch.Tensor, int, int, int]:
     return ids, new, first, no_context
 
 
+def _next_of(model: GPT, ids: torch.Tensor, position: int = -1) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids)[:, position].argmax(-1, keepdim=True)
+
+
+def _step_right(model: GPT, ids: torch.Tensor) -> torch.Tensor:
+    return torch.cat([ids, _next_of(model, ids)], dim=1)
+
+
+_STEP_MISTAKES = [
+    Mistake(lambda m, ids: _next_of(m, ids), "forgot to append: that is only the new token, the "
+            "loop needs the prompt followed by it"),
+    Mistake(lambda m, ids: ids, "forgot to append: the ids come back unchanged"),
+    Mistake(lambda m, ids: torch.cat([_next_of(m, ids), ids], dim=1), "the new token was put "
+            "first: it goes at the end"),
+    Mistake(lambda m, ids: torch.cat([ids, _next_of(m, ids, 0)], dim=1), "predicted from the "
+            "first position: the next token comes from the last position's logits"),
+    Mistake(lambda m, ids: torch.cat([ids, _next_of(m, ids[:, -1:])], dim=1), "fed only the last "
+            "token: without a KV cache the model must see the whole sequence, or it predicts with "
+            "no context"),
+]  # fmt: skip
+
+
+def _same_ids(got: torch.Tensor, want: torch.Tensor) -> bool:
+    return got.shape == want.shape and torch.equal(got.double(), want.double())
+
+
+def _step_differ(case: Case, got: torch.Tensor, want: torch.Tensor) -> str:
+    at = f"for {case.show()}"
+    ids = case.args[1]
+    if got.numel() == 1:
+        return f"{at}: forgot to append: that is only one token, the loop needs the prompt followed by it"
+    if got.shape != want.shape:
+        return f"{at}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
+    if not torch.equal(got[:, :-1], ids.double()):
+        return f"{at}: the prompt itself was changed: only append"
+    return f"{at}: the appended token is not the most likely one (greedy)"
+
+
 def check_one_step(fn: object, model: GPT | None = None) -> bool:
-    """``fn(model, ids (1, N)) -> ids (1, N + 1)``: one greedy step of the loop."""
+    """``fn(model, ids (1, N)) -> ids (1, N + 1)``: one greedy step of the loop, judged on two
+    prompts on each of which the greedy token, the first position's argmax and the last token's
+    argmax alone all differ; a mistake is named only when matched on both."""
     name, hints = "one step of the loop", HINTS["step"]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
+    if fn is not None and fn is not Ellipsis and not callable(fn):
         return failed(name, "give a function fn(model, ids) -> ids", hints)
+    if not callable(fn):
+        return check_function(fn, hints, [], _step_right, name=name)  # the TODO line
     model = _tiny_model() if model is None else model
     model.eval()
-    ids, new, first, no_context = _discriminating_prompt(model)
-    expected = torch.cat([ids, torch.tensor([[new]])], dim=1)
-    with torch.no_grad():
-        got, err = _safe_call(fn, model, ids.clone())
-    if err:
-        return failed(name, err, hints)
-    got, bad = as_tensor(got, what="a tensor of ids")
-    if bad:
-        return failed(name, bad, hints)
-    if got.numel() == 1 and int(got.flatten()[0]) == new:
-        return failed(
-            name,
-            "forgot to append: that is only the new token, the loop needs the prompt followed by it",
-            hints,
-        )
-    if got.shape == ids.shape and torch.equal(got.long(), ids):
-        return failed(name, "forgot to append: the ids come back unchanged", hints)
-    if got.shape != expected.shape:
-        return failed(
-            name, f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}", hints
-        )
-    got = got.long()
-    if torch.equal(got, expected):
-        return passed(name)
-    if int(got[0, 0]) == new and torch.equal(got[:, 1:], ids):
-        return failed(name, "the new token was put first: it goes at the end", hints)
-    if not torch.equal(got[:, :-1], ids):
-        return failed(name, "the prompt itself was changed: only append", hints)
-    last = int(got[0, -1])
-    if last == first and last != new:
-        return failed(
-            name,
-            "predicted from the first position: the next token comes from the last position's logits",
-            hints,
-        )
-    if last == no_context and last != new:
-        return failed(
-            name,
-            "fed only the last token: without a KV cache the model must see the whole sequence, "
-            "or it predicts with no context",
-            hints,
-        )
-    return failed(name, "the appended token is not the most likely one (greedy)", hints)
+    cases = [
+        Case((model, _discriminating_prompt(model, seed)[0]), f"prompt {i} (8 tokens)")
+        for i, seed in enumerate((0, 1), start=1)
+    ]
+
+    def answer(m: GPT, ids: torch.Tensor) -> Any:
+        with torch.no_grad():
+            return fn(m, ids.clone())
+
+    return check_function(
+        answer, hints, cases, _step_right, _STEP_MISTAKES,
+        normalise=lambda out: as_tensor(out, None, "a tensor of ids"), same=_same_ids,
+        signature="fn(model, ids) -> ids", name=name, differ=_step_differ,
+    )  # fmt: skip
 
 
 def check_earlier_logits_prediction(answer: object, model: GPT, ids: torch.Tensor) -> bool:
