@@ -668,6 +668,23 @@ def test_one_step_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "for prompt 1 (8 tokens): the appended token is not the most likely one" in out, out
 
 
+def test_hidden_pairs_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # fixed zeros on the first case only (where they are right), off by one on the second: neither
+    # "fixed numbers" nor "off by one", the plain line for the second case
+    cases = ex09._hidden_cases()
+
+    def answer(r, o, m):
+        if r is cases[0].args[0] or all(
+            torch.equal(a, b) for a, b in zip(r, cases[0].args[0], strict=True)
+        ):
+            return [0.0] * len(r)
+        return ex09._PAIR_MISTAKES[1].formula(r, o, m)
+
+    out = run(ex09.check_hidden_pairs, answer, capsys)[1]
+    assert "fixed numbers" not in out and "off by one:" not in out, out
+    assert "for the same with 0.5 added after block 1: expected 3 differences" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -700,6 +717,7 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex00._PROB_CASES, lambda s: torch.softmax(s, -1), ex00._PROB_MISTAKES,
          ex00._same_probs),
         (_step_cases(), ex00._step_right, ex00._STEP_MISTAKES, ex00._same_ids),
+        (ex09._hidden_cases(), ex09._pairs_right, ex09._PAIR_MISTAKES, ex09._same_diffs),
         (ex04._LN_CASES, ex04._ln_right, ex04._LN_MISTAKES, ex04._same_ln),
         (ex04._split_cases(4), ex04._split_right, ex04._SPLIT_MISTAKES, ex04._same_split),
         (ex03._ATTENTION_CASES, lambda q, k: ex03._weights(q, k), ex03._ATTENTION_MISTAKES,

@@ -15,7 +15,18 @@ import torch
 
 from ..checkpoint import CONV1D_WEIGHTS
 from ..model import GPT, Block, GPTConfig, GPTOutput
-from . import Hints, as_number, as_tensor, check_prediction, failed, passed, unanswered
+from . import (
+    Case,
+    Hints,
+    Mistake,
+    as_number,
+    as_tensor,
+    check_function,
+    check_prediction,
+    failed,
+    passed,
+    unanswered,
+)
 from . import call_answer as _call
 
 __all__ = [
@@ -233,19 +244,9 @@ def check_roofline(answer: float | None) -> bool:
     return failed(name, f"got {answer:.3g} tokens/s", hints)
 
 
-def check_hidden_pairs(fn: Callable[[list, GPTOutput, GPT], list] | None) -> bool:
-    """``fn(ref_hidden, out, model)`` -> the ``n_layer + 1`` max abs differences between a
-    Hugging Face ``hidden_states`` list and the book's :class:`GPTOutput` (from
-    ``model.run(ids, output_hidden_states=True)``), pairing what is really the same tensor.
-
-    Recognised: the last entry paired before the final LayerNorm, an off-by-one pairing, a
-    function that does not compare anything (fixed numbers), a wrong count."""
-    name = "pair the hidden states"
-    hints = HINTS[name]
-    if unanswered(fn, name, hints):
-        return False
-    if not callable(fn):
-        return failed(name, "the answer must be a function fn(ref_hidden, out, model)", hints)
+def _hidden_cases() -> list[Case]:
+    """The reference list as transformers gives it, then the same with 0.5 added after block 1 (a
+    real difference the function must report, at index 1)."""
     torch.manual_seed(1)
     model = GPT(_CFG).eval()
     ids = torch.randint(0, _CFG.vocab_size, (1, 6), generator=torch.Generator().manual_seed(2))
@@ -253,47 +254,71 @@ def check_hidden_pairs(fn: Callable[[list, GPTOutput, GPT], list] | None) -> boo
         out = model.run(ids, output_hidden_states=True)
         ref = [h.clone() for h in out.hidden_states[:-1]]
         ref.append(model.transformer.ln_f(out.hidden_states[-1]))  # as transformers does
-        got, err = _call(fn, ref, out, model)
-    if err:
-        return failed(name, err, hints)
-    values, bad = _numbers(got)
-    if bad:
-        return failed(name, bad, hints)
-    if len(values) != _CFG.n_layer + 1:
-        return failed(
-            name, f"expected {_CFG.n_layer + 1} numbers (n_layer + 1), got {len(values)}", hints
-        )
-    if max(values) > 1e-5:
-        if max(values[:-1]) <= 1e-5:
-            return failed(
-                name,
-                "only the last pair differs: transformers' last hidden state has the final "
-                "LayerNorm applied, the book's last hidden state does not",
-                hints,
-            )
-        return failed(
-            name,
-            f"pairs differ by up to {max(values):.3g}: off by one? both lists start with the "
-            "embedding output",
-            hints,
-        )
     moved = [h.clone() for h in ref]
-    moved[1][0, 0, 0] += 0.5  # a real difference after block 1 must show up, at index 1
-    with torch.no_grad():
-        got, err = _call(fn, moved, out, model)
-    if err:
-        return failed(name, err, hints)
-    values, bad = _numbers(got)
-    if bad:
-        return failed(name, bad, hints)
-    if len(values) != len(ref) or abs(values[1] - 0.5) > 1e-5:
-        return failed(
-            name,
-            "a difference of 0.5 after block 1 was not reported: the function must compare "
-            "the tensors it is given, not return fixed numbers",
-            hints,
+    moved[1][0, 0, 0] += 0.5
+    return [
+        Case((ref, out, model), "transformers' hidden states"),
+        Case((moved, out, model), "the same with 0.5 added after block 1"),
+    ]
+
+
+def _diffs(ref: list, ours: list) -> list[float]:
+    return [float((a - b).abs().max()) for a, b in zip(ref, ours, strict=False)]
+
+
+def _pairs_right(ref: list, out: GPTOutput, model: GPT) -> list[float]:
+    return _diffs(ref, [*out.hidden_states[:-1], out.final_hidden])
+
+
+_PAIR_MISTAKES = [
+    Mistake(lambda r, o, m: _diffs(r, o.hidden_states), "only the last pair differs: transformers' "
+            "last hidden state has the final LayerNorm applied, the book's last hidden state does "
+            "not"),
+    Mistake(lambda r, o, m: _diffs(r, [*o.hidden_states[1:-1], o.final_hidden, o.final_hidden]),
+            "off by one: both lists start with the embedding output"),
+    Mistake(lambda r, o, m: [0.0] * len(r), "a difference of 0.5 after block 1 was not reported: "
+            "the function must compare the tensors it is given, not return fixed numbers"),
+]  # fmt: skip
+
+
+def _same_diffs(got: list[float], want: list[float]) -> bool:
+    return len(got) == len(want) and all(abs(a - b) <= 1e-5 for a, b in zip(got, want, strict=True))
+
+
+def _pairs_differ(case: Case, got: list[float], want: list[float]) -> str:
+    at = f"for {case.show()}"
+    if len(got) != len(want):
+        return f"{at}: expected {len(want)} numbers (n_layer + 1), got {len(got)}"
+    return (
+        f"{at}: expected {len(want)} differences, {sum(w > 1e-5 for w in want)} of them above "
+        f"0, got up to {max(got):.3g} (pair the same tensors: both lists start with the embedding "
+        "output)"
+    )
+
+
+def check_hidden_pairs(fn: Callable[[list, GPTOutput, GPT], list] | None) -> bool:
+    """``fn(ref_hidden, out, model)`` -> the ``n_layer + 1`` max abs differences between a
+    Hugging Face ``hidden_states`` list and the book's :class:`GPTOutput` (from
+    ``model.run(ids, output_hidden_states=True)``), pairing what is really the same tensor; judged
+    on every case of ``_hidden_cases()``.
+
+    Recognised (only when matched on both cases): the last entry paired before the final
+    LayerNorm, an off-by-one pairing, a function that does not compare anything (fixed numbers);
+    a wrong count is said as it is."""
+    name = "pair the hidden states"
+    if not callable(fn):
+        return check_function(
+            fn, HINTS[name], [], _pairs_right, signature="fn(ref_hidden, out, model)"
         )
-    return passed(name)
+
+    def answer(ref: list, out: GPTOutput, model: GPT) -> Any:
+        with torch.no_grad():
+            return fn(ref, out, model)
+
+    return check_function(
+        answer, HINTS[name], _hidden_cases(), _pairs_right, _PAIR_MISTAKES, normalise=_numbers,
+        same=_same_diffs, signature="fn(ref_hidden, out, model)", differ=_pairs_differ,
+    )  # fmt: skip
 
 
 def _numbers(got: Any) -> tuple[list[float], str]:
