@@ -685,6 +685,21 @@ def test_hidden_pairs_mistake_on_one_case_only_is_not_diagnosed(capsys):
     assert "for the same with 0.5 added after block 1: expected 3 differences" in out, out
 
 
+def test_greedy_loop_mistake_on_one_case_only_is_not_diagnosed(capsys):
+    # the first position's logits on the first prompt only: not "FIRST position"
+    cases = ex07._loop_cases(ex07._tiny_model())
+    first_pos = ex07._LOOP_MISTAKES[4].formula
+
+    def answer(m, p, n):
+        return (first_pos if (p, n) == (cases[0].args[1], cases[0].args[2]) else ex07._loop_right)(
+            m, p, n
+        )
+
+    out = run(ex07.check_greedy_loop, answer, capsys)[1]
+    assert "FIRST" not in out, out
+    assert "for prompt [1, 2, 3], n=6: the tokens differ from greedy generation" in out, out
+
+
 def test_mistake_formulas_differ_on_the_cases():
     """Within each checker, the right formula and every recognised mistake disagree with each other
     on at least one case: no diagnosis can be a coincidence."""
@@ -718,6 +733,8 @@ def test_mistake_formulas_differ_on_the_cases():
          ex00._same_probs),
         (_step_cases(), ex00._step_right, ex00._STEP_MISTAKES, ex00._same_ids),
         (ex09._hidden_cases(), ex09._pairs_right, ex09._PAIR_MISTAKES, ex09._same_diffs),
+        (ex07._loop_cases(ex07._tiny_model()), ex07._loop_right, ex07._LOOP_MISTAKES,
+         lambda a, b: a == b),
         (ex04._LN_CASES, ex04._ln_right, ex04._LN_MISTAKES, ex04._same_ln),
         (ex04._split_cases(4), ex04._split_right, ex04._SPLIT_MISTAKES, ex04._same_split),
         (ex03._ATTENTION_CASES, lambda q, k: ex03._weights(q, k), ex03._ATTENTION_MISTAKES,

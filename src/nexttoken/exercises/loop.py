@@ -22,11 +22,7 @@ from . import (
     as_tensor,
     check_function,
     check_prediction,
-    failed,
-    passed,
-    unanswered,
 )
-from . import call_answer as _call
 
 __all__ = [
     "HINTS",
@@ -95,46 +91,76 @@ def _wrong_loops(model: GPT, prompt: list[int], n: int) -> dict[str, list[int]]:
     }
 
 
+def _loop_cases(model: GPT) -> list[Case]:
+    """Two prompts and lengths, on the book-shaped tiny model."""
+    return [Case((model, p, n), f"prompt {p}, n={n}") for p, n in (([1, 2, 3], 6), ([4], 10))]
+
+
+def _loop_right(model: GPT, prompt: list[int], n: int) -> list[int]:
+    return generate(model, prompt, n, temperature=0, use_cache=False)[0].tolist()
+
+
+def _wrong_loop(key: int) -> Callable[[GPT, list[int], int], list[int]]:
+    def formula(model: GPT, prompt: list[int], n: int) -> list[int]:
+        with torch.no_grad():
+            return list(_wrong_loops(model, list(prompt), n).values())[key]
+
+    return formula
+
+
+_LOOP_MISTAKES = [
+    Mistake(lambda m, p, n: _loop_right(m, p, n)[len(p) :], "only the new ids were returned; "
+            "return the prompt followed by them"),
+    Mistake(lambda m, p, n: list(p), "the prompt came back unchanged: nothing was generated"),
+    *(Mistake(_wrong_loop(i), why) for i, why in enumerate((
+        "the chosen token is never appended: each step must read the text INCLUDING the tokens "
+        "chosen so far",
+        "only the last token is fed to the model, without a cache: it forgets the context. "
+        "Without a KV cache each step must read all the ids so far",
+        "the prediction comes from the FIRST position's logits; the next token is predicted by "
+        "the LAST position",
+    ))),
+]  # fmt: skip
+
+
+def _ids_list(out: Any) -> tuple[list | None, str]:
+    if isinstance(out, torch.Tensor):
+        out = out.flatten().tolist()
+    if not isinstance(out, list):
+        return None, f"expected a list of ids, got {type(out).__name__}"
+    return out, ""
+
+
+def _loop_differ(case: Case, got: list, want: list) -> str:
+    _, prompt, n = case.args
+    if len(got) != len(want):
+        return (
+            f"for {case.show()}: expected {len(want)} ids (a prompt of {len(prompt)} + {n} new), "
+            f"got {len(got)}"
+        )
+    return f"for {case.show()}: the tokens differ from greedy generation (argmax at each step)"
+
+
 def check_greedy_loop(fn: Callable[[GPT, list[int], int], list[int]] | None) -> bool:
-    """``fn(model, ids, n)``: greedy loop returning the prompt followed by ``n`` new ids.
+    """``fn(model, ids, n)``: greedy loop returning the prompt followed by ``n`` new ids, judged on
+    every case of ``_loop_cases`` (a mistake named only when matched on all of them).
 
     Recognised: forgetting to append; feeding only the last token without a cache; the first
-    position's logits; only the new ids returned; the prompt returned unchanged; a wrong length.
+    position's logits; only the new ids returned; the prompt returned unchanged. A wrong length is
+    said as it is.
     """
-    name, hints = LOOP_HINTS.name, LOOP_HINTS
-    if unanswered(fn, name, hints):
-        return False
     if not callable(fn):
-        return failed(name, "the answer must be a function fn(model, ids, n)", hints)
-    model = _tiny_model()
-    for prompt, n in (([1, 2, 3], 6), ([4], 10)):
-        out, err = _call(fn, model, list(prompt), n)
-        if err:
-            return failed(name, err, hints)
-        want = generate(model, prompt, n, temperature=0, use_cache=False)[0].tolist()
-        if isinstance(out, torch.Tensor):
-            out = out.flatten().tolist()
-        if not isinstance(out, list):
-            return failed(name, f"expected a list of ids, got {type(out).__name__}", hints)
-        if out == want:
-            continue
-        if out == want[len(prompt) :]:
-            return failed(
-                name, "only the new ids were returned; return the prompt followed by them", hints
-            )
-        if out == list(prompt):
-            return failed(name, "the prompt came back unchanged: nothing was generated", hints)
-        for why, bad in _wrong_loops(model, list(prompt), n).items():
-            if out == bad:
-                return failed(name, why, hints)
-        if len(out) != len(want):
-            return failed(
-                name,
-                f"expected {len(want)} ids (a prompt of {len(prompt)} + {n} new), got {len(out)}",
-                hints,
-            )
-        return failed(name, "the tokens differ from greedy generation (argmax at each step)", hints)
-    return passed(name)
+        return check_function(fn, LOOP_HINTS, [], _loop_right, signature="fn(model, ids, n)")
+
+    def answer(model: GPT, prompt: list[int], n: int) -> Any:
+        with torch.no_grad():
+            return fn(model, list(prompt), n)
+
+    return check_function(
+        answer, LOOP_HINTS, _loop_cases(_tiny_model()), _loop_right, _LOOP_MISTAKES,
+        normalise=_ids_list, same=lambda a, b: a == b, signature="fn(model, ids, n)",
+        differ=_loop_differ,
+    )  # fmt: skip
 
 
 def _kv_right(cfg: GPTConfig, nb: int) -> int:
