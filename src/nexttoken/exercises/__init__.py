@@ -31,47 +31,8 @@ answer is a bug.
 
 from __future__ import annotations
 
-from ._judge import (
-    NOT_ANSWERED,
-    Case,
-    Hints,
-    Mistake,
-    RaisedError,
-    as_count,
-    as_number,
-    as_tensor,
-    call_answer,
-    check_function,
-    check_prediction,
-    failed,
-    fmt,
-    one_line,
-    passed,
-    report,
-    reset_hints,
-    unanswered,
-)
+from . import _judge
+from ._judge import *  # noqa: F403 - the shared machinery, listed once in _judge.__all__
 from ._solutions import SOLUTIONS, solution
 
-__all__ = [
-    "Case",
-    "Hints",
-    "Mistake",
-    "NOT_ANSWERED",
-    "RaisedError",
-    "SOLUTIONS",
-    "as_count",
-    "as_number",
-    "as_tensor",
-    "call_answer",
-    "check_function",
-    "check_prediction",
-    "failed",
-    "fmt",
-    "one_line",
-    "passed",
-    "report",
-    "reset_hints",
-    "solution",
-    "unanswered",
-]
+__all__ = [*_judge.__all__, "SOLUTIONS", "solution"]
