@@ -38,6 +38,7 @@ _NB = {
     "10": "10_many_requests_at_once",
     "11": "11_faster_tokens",
     "12": "12_beyond_one_machine",
+    "13": "13_why_this_token",
 }
 
 
@@ -477,6 +478,57 @@ SOLUTIONS: dict[str, Solution] = {
             "(p - 1) / (m + p - 1).",
             "(p - 1) / (m + p - 1)",
             "(p-1)/(m+p-1)",
+        ),
+        # notebook 13
+        _s(
+            "logit lens",
+            "logit lens by hand",
+            "13",
+            "The final LayerNorm (with its gamma and beta), then the unembedding:\n"
+            "    z = torch.nn.functional.layer_norm(resid, (resid.size(-1),), gamma, beta, 1e-5)\n"
+            "    return z @ W_U.T                      # (N, d) @ (d, V) -> (N, V) logits",
+            "layer_norm(resid",
+            "@ W_U.T",
+        ),
+        _s(
+            "attribution",
+            "one part's attribution",
+            "13",
+            "With sigma frozen, LayerNorm is linear: centre the part, divide by the whole stream's "
+            "sigma, scale by gamma (beta goes to the bias term, once), then dot with the token's row:\n"
+            "    return float(((part - part.mean()) / sigma * gamma) @ u)",
+            "(part - part.mean()) / sigma",
+            "/ sigma * gamma",
+        ),
+        _s(
+            "previous token",
+            "previous-token score",
+            "13",
+            "The diagonal just below the main one, averaged over its N - 1 entries:\n"
+            "    return float(pattern.diagonal(-1).mean())",
+            "diagonal(-1)",
+            "diagonal(offset=-1)",
+        ),
+        _s(
+            "induction",
+            "induction score",
+            "13",
+            "Position i of the second copy looks at i - T + 1 (just after the earlier occurrence):\n"
+            "    return float(torch.stack([pattern[i, i - T + 1] for i in range(T, 2 * T)]).mean())\n"
+            "(the same as pattern.diagonal(-(T - 1))[1:].mean())",
+            "i - T + 1",
+            "i - t + 1",
+            "diagonal(-(T - 1))",
+            "diagonal(1 - T)",
+        ),
+        _s(
+            "divergence",
+            "first divergence",
+            "13",
+            "    for i, (a, b) in enumerate(zip(acts_a, acts_b)):\n"
+            "        if (a - b).abs().max() > atol:\n"
+            "            return i",
+            "(a - b).abs().max() > atol",
         ),
     )
 }
