@@ -25,6 +25,7 @@ from nexttoken.exercises import decoder as ex04
 from nexttoken.exercises import embeddings as ex02
 from nexttoken.exercises import faster as ex11
 from nexttoken.exercises import gpt2 as ex09
+from nexttoken.exercises import inspect as ex13
 from nexttoken.exercises import logits as ex05
 from nexttoken.exercises import loop as ex07
 from nexttoken.exercises import parallel as ex12
@@ -256,6 +257,61 @@ EXERCISES = {
                 "percentage": lambda p, m: 100 * (p - 1) / (m + p - 1),
                 "off-by-one in the slots": lambda p, m: (p - 1) / (m + p),
                 "swapped": lambda p, m: (m - 1) / (m + p - 1),
+            },
+        ),
+    },
+    "13": {
+        ex13.check_logit_lens: (
+            [
+                lambda r, g, b, w: torch.nn.functional.layer_norm(r, r.shape[-1:], g, b) @ w.T,
+                lambda r, g, b, w: (
+                    torch.nn.functional.layer_norm(r.double(), r.shape[-1:], g.double(), b.double())
+                    @ w.double().T
+                ).numpy(),
+            ],
+            {
+                "final LayerNorm is missing": lambda r, g, b, w: r @ w.T,
+                "probabilities": lambda r, g, b, w: torch.softmax(
+                    torch.nn.functional.layer_norm(r, r.shape[-1:], g, b) @ w.T, -1
+                ),
+            },
+        ),
+        ex13.check_part_attribution: (
+            [
+                lambda p, s, g, b, u: float(((p - p.mean()) / s * g) @ u),
+                lambda p, s, g, b, u: torch.dot((p - p.mean()) * g, u) / s,
+            ],
+            {
+                "not centred": lambda p, s, g, b, u: float((p / s * g) @ u),
+                "belongs to the bias term": lambda p, s, g, b, u: float(
+                    ((p - p.mean()) / s * g + b) @ u
+                ),
+            },
+        ),
+        ex13.check_previous_token_score: (
+            [lambda p: p.diagonal(-1).mean(), lambda p: float(p.diagonal(-1).mean())],
+            {
+                "looking at ITSELF": lambda p: p.diagonal().mean(),
+                "a sum": lambda p: p.diagonal(-1).sum(),
+            },
+        ),
+        ex13.check_induction_score: (
+            [
+                lambda p, t: p.diagonal(1 - t)[1:].mean(),
+                lambda p, t: np.float32(p.diagonal(1 - t)[1:].mean()),
+            ],
+            {"SAME token": lambda p, t: p.diagonal(-t).mean()},
+        ),
+        ex13.check_first_divergence: (
+            [
+                lambda a, b, t: next(
+                    i for i, (x, y) in enumerate(zip(a, b, strict=True)) if (x - y).abs().max() > t
+                ),
+            ],
+            {
+                "EQUAL to atol": lambda a, b, t: next(
+                    i for i, (x, y) in enumerate(zip(a, b, strict=True)) if (x - y).abs().max() >= t
+                ),
             },
         ),
     },
@@ -739,6 +795,14 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex04._split_cases(4), ex04._split_right, ex04._SPLIT_MISTAKES, ex04._same_split),
         (ex03._ATTENTION_CASES, lambda q, k: ex03._weights(q, k), ex03._ATTENTION_MISTAKES,
          ex03._same_weights),
+        (ex13._LENS_CASES, ex13._lens_right, ex13._LENS_MISTAKES, ex13._same_tensor),
+        (ex13._ATTR_CASES, ex13._attr_right, ex13._ATTR_MISTAKES,
+         lambda a, b: math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5)),
+        (ex13._PREV_CASES, ex13._prev_right, ex13._PREV_MISTAKES,
+         lambda a, b: math.isclose(a, b, rel_tol=1e-5)),
+        (ex13._IND_CASES, ex13._ind_right, ex13._IND_MISTAKES,
+         lambda a, b: math.isclose(a, b, rel_tol=1e-5)),
+        (ex13._DIV_CASES, ex13._first, ex13._DIV_MISTAKES, lambda a, b: a == b),
     ]  # fmt: skip
 
     def values(f, cases):
@@ -766,7 +830,7 @@ def test_mistake_formulas_differ_on_the_cases():
 
 
 MODULES = ("pipeline", "tokens", "embeddings", "attention", "decoder", "logits", "sampling", "loop",
-           "training", "gpt2", "serving", "faster", "parallel")  # fmt: skip
+           "training", "gpt2", "serving", "faster", "parallel", "inspect")  # fmt: skip
 
 
 def _all_hints() -> list[Hints]:
@@ -779,7 +843,7 @@ def _all_hints() -> list[Hints]:
 
 def test_no_hint_stage_contains_an_answer():
     hints = _all_hints()
-    assert len(hints) == 46 and all(h.solution for h in hints)
+    assert len(hints) == 51 and all(h.solution for h in hints)
     assert {h.solution for h in hints} == set(SOLUTIONS)
     for h in hints:
         assert h.solution in SOLUTIONS, h.name
