@@ -169,8 +169,9 @@ def plain_attention(
     Returns ``(out, weights)``: ``out`` ``(B, H, N, d_head)`` and the weights ``(B, H, N, M)``. With
     ``H_kv == H`` this is, operation for operation, :func:`nexttoken.model.attention`.
     """
+    n_rep = _check_qkv(q, k, v, causal, window)
     weights = attention_weights(q, k, causal=causal, mask=mask, window=window)
-    return weights @ repeat_kv(v, q.size(1) // k.size(1)), weights
+    return weights @ repeat_kv(v, n_rep), weights
 
 
 def sdpa_attention(
