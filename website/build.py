@@ -105,6 +105,9 @@ def vendor(static: Path) -> None:
         copy(font, static / "widgets" / font.name)
     copy(WEBSITE / "js" / "nt-widgets.js", static / "widgets" / "nt-widgets.js")
     copy(WEBSITE / "js" / "nt-site.css", static / "nt-site.css")
+    from live import vendor_live  # website/live.py (beside this script)
+
+    vendor_live(static / "live")  # the book model in the page: _static/live/nt-model.js
 
 
 def stage_book(notebooks: Path, screenshots: Path, stage: Path) -> tuple[int, int]:
@@ -194,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         f"site: {out} ({n_chapters} chapters, {n_solutions} solutions, {pages} HTML files), "
         f"built in {seconds:.1f} s, {size_of(out) / 1e6:.1f} MB "
         f"(MathJax {size_of(out / '_static' / 'mathjax') / 1e6:.1f} MB, "
-        f"widget renderer {size_of(out / '_static' / 'widgets') / 1e6:.1f} MB), "
+        f"widget renderer {size_of(out / '_static' / 'widgets') / 1e6:.1f} MB, "
+        f"live model {size_of(out / '_static' / 'live') / 1e6:.1f} MB), "
         f"{len(warnings)} build warning(s)"
     )
     return 0
