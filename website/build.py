@@ -2,12 +2,12 @@
 
     python website/build.py [--notebooks notebooks] [--out site] [--screenshots figures/widgets]
 
-Stages website/book (the Jupyter Book config and the landing, solutions and appendix pages) with the
-executed notebooks (never re-executed), the figures, the model card and the benchmark results (as
-they are in the repository), and the JavaScript the pages need from website/node_modules (installed
-by ``npm ci``: only the parts of MathJax and of the widget renderer that the pages use), writes the
-table of contents from the notebooks it finds, runs Jupyter Book, and prints the build time and the
-site's size. Nothing on the built site is fetched from another host.
+Stages website/book (the Jupyter Book config and the landing, playground, solutions and appendix
+pages) with the executed notebooks (never re-executed), the figures, the model card and the
+benchmark results (as they are in the repository), and the JavaScript the pages need from
+website/node_modules (installed by ``npm ci``: only the parts of MathJax and of the widget renderer
+that the pages use) and website/js, writes the table of contents from the notebooks it finds, runs
+Jupyter Book, and prints the build time and the site's size. Nothing on the built site is fetched from another host.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ def notebook_title(path: Path) -> str:
 
 
 def write_toc(stage: Path, chapters: list[str], solutions: list[str]) -> None:
-    """_toc.yml: the landing page, one chapter per notebook, the solutions, the appendix."""
-    lines = ["format: jb-book", "root: index", "parts:", "  - caption: The book", "    chapters:"]
+    """_toc.yml: the landing page, the playground, one chapter per notebook, the solutions, the
+    appendix."""
+    lines = ["format: jb-book", "root: index", "parts:", "  - caption: Try it", "    chapters:"]
+    lines += ["      - file: playground", "  - caption: The book", "    chapters:"]
     lines += [f"      - file: notebooks/{name}" for name in chapters]
     lines += ["  - caption: Solutions", "    chapters:", "      - file: solutions"]
     if solutions:
@@ -105,6 +107,8 @@ def vendor(static: Path) -> None:
         copy(font, static / "widgets" / font.name)
     copy(WEBSITE / "js" / "nt-widgets.js", static / "widgets" / "nt-widgets.js")
     copy(WEBSITE / "js" / "nt-site.css", static / "nt-site.css")
+    for name in ("nt-live.js", "nt-live.css"):  # the playground and the live widgets' drawing
+        copy(WEBSITE / "js" / name, static / name)
     from live import vendor_live  # website/live.py (beside this script)
 
     vendor_live(static / "live")  # the book model in the page: _static/live/nt-model.js
