@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .generate import _check_stop_token, check_max_new_tokens
-from .model import GPT, GPTConfig
+from .model import GPT, Decoder, DecoderConfig
 from .paged import _check_device, _check_int, _check_positive_int, check_memory
 from .sampling import check_generator, check_sampling_args, sample
 
@@ -122,7 +122,7 @@ def padded_batch(prompts: Sequence[Sequence[int]], *, pad_id: int = 0, device=No
 
 
 def generate_batch(
-    model: GPT,
+    model: Decoder,
     prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
     *,
@@ -145,8 +145,8 @@ def generate_batch(
     feeds ``(B, 1)`` new ids. Rows that stopped keep being computed (their tokens are dropped) until
     every row has stopped: this is *static* batching; :mod:`nexttoken.serve` refills the slot instead.
     """
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+    if not isinstance(model, Decoder):
+        raise TypeError(f"model must be a nexttoken GPT or Llama, got {type(model).__name__}")
     cfg = model.config
     prompts = check_prompts(prompts, cfg.vocab_size)
     check_max_new_tokens(max_new_tokens)
@@ -164,7 +164,9 @@ def generate_batch(
         return [list(p) for p in prompts]
     device = model.device
     check_memory(
-        batch_memory(cfg, len(prompts), longest, max_new_tokens, model.transformer.wte.weight),
+        batch_memory(
+            cfg, len(prompts), longest, max_new_tokens, model.get_input_embeddings().weight
+        ),
         device,
         f"a batch of {len(prompts)} prompts (the longest {longest} tokens) + {max_new_tokens} new "
         f"tokens (its KV cache and the prefill's activations)",
@@ -223,14 +225,14 @@ def generate_batch(
 
 
 def batch_memory(
-    config: GPTConfig, batch_size: int, longest: int, max_new_tokens: int, weight: torch.Tensor
+    config: DecoderConfig, batch_size: int, longest: int, max_new_tokens: int, weight: torch.Tensor
 ) -> int:
     """About the bytes :func:`generate_batch` allocates for ``batch_size`` prompts: the KV cache
-    ``2 L B H T d_head`` numbers of the weights' dtype (``T = longest + max_new_tokens``), and
+    ``2 L B H_kv T d_head`` numbers of the weights' dtype (``T = longest + max_new_tokens``), and
     the prefill's largest activations in float32 (the MLP's ``4 d`` per position, each head's
     ``L_max x L_max`` scores with the padding mask, one row of logits per prompt)."""
-    if not isinstance(config, GPTConfig):
-        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+    if not isinstance(config, DecoderConfig):
+        raise TypeError(f"config must be a GPTConfig or LlamaConfig, got {type(config).__name__}")
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("longest", longest)
     _check_int("max_new_tokens", max_new_tokens, 0)
@@ -238,7 +240,7 @@ def batch_memory(
         raise TypeError(f"weight must be a tensor (the model's), got {type(weight).__name__}")
     c, B, L = config, batch_size, longest
     T = L + max_new_tokens
-    kv = 2 * c.n_layer * B * T * c.n_embd * weight.element_size()
+    kv = 2 * c.n_layer * B * T * c.n_kv_head * c.d_head * weight.element_size()
     return kv + 4 * B * (L * 8 * c.n_embd + c.n_head * L * L + c.vocab_size)
 
 

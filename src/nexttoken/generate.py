@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .model import GPT
+from .model import Decoder
 from .sampling import check_generator, check_sampling_args, sample
 
 __all__ = ["generate", "as_ids", "check_max_new_tokens", "MAX_NEW_TOKENS"]
@@ -88,7 +88,7 @@ def _check_stop_token(stop_token: object, vocab_size: int) -> int | None:
 
 
 def generate(
-    model: GPT,
+    model: Decoder,
     ids: torch.Tensor | Sequence[int],
     max_new_tokens: int,
     *,
@@ -117,8 +117,8 @@ def generate(
     The model is put in eval mode for the loop and restored afterwards. The loop runs under
     ``torch.inference_mode()``; the returned tensor is an ordinary one, usable anywhere.
     """
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+    if not isinstance(model, Decoder):
+        raise TypeError(f"model must be a nexttoken GPT or Llama, got {type(model).__name__}")
     cfg = model.config
     idx = as_ids(ids, cfg.vocab_size).to(model.device)
     check_max_new_tokens(max_new_tokens)

@@ -23,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
+    "DecoderConfig",
+    "Decoder",
     "GPTConfig",
     "GPT",
     "GPTOutput",
@@ -37,8 +39,14 @@ __all__ = [
 ]
 
 
+class DecoderConfig:
+    """What every decoder's config has (:class:`GPTConfig`, :class:`nexttoken.llama.LlamaConfig`):
+    ``vocab_size``, ``block_size``, ``n_layer``, ``n_head``, ``n_embd``, ``d_head`` and ``n_kv_head``
+    (the key/value heads the KV cache stores: ``n_head`` for GPT-2)."""
+
+
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(DecoderConfig):
     """Hyper-parameters of a GPT-2-style decoder.
 
     ``block_size`` is the context length (the most tokens the model sees at once).
@@ -87,6 +95,11 @@ class GPTConfig:
     def d_ff(self) -> int:
         """Width of the MLP's hidden layer: ``4 * n_embd`` (GPT-2 and GPT-3)."""
         return 4 * self.n_embd
+
+    @property
+    def n_kv_head(self) -> int:
+        """Key/value heads: every query head has its own in GPT-2 (``n_head``)."""
+        return self.n_head
 
 
 def attention(
@@ -142,13 +155,14 @@ def fused_attention(
 class KVCache:
     """Keys and values of every layer for the tokens seen so far, preallocated to ``max_len``.
 
-    ``k[layer]`` and ``v[layer]`` are ``(B, H, max_len, d_head)``; the first ``length`` positions are
-    filled. Appending writes in place (no concatenation, so a step's cost does not grow with copies).
+    ``k[layer]`` and ``v[layer]`` are ``(B, H_kv, max_len, d_head)`` (``H_kv`` = ``n_kv_head``, which
+    is ``n_head`` for GPT-2); the first ``length`` positions are filled. Appending writes in place
+    (no concatenation, so a step's cost does not grow with copies).
     """
 
     def __init__(
         self,
-        config: GPTConfig,
+        config: DecoderConfig,
         batch_size: int,
         max_len: int | None = None,
         *,
@@ -158,7 +172,7 @@ class KVCache:
         max_len = config.block_size if max_len is None else max_len
         if not 1 <= max_len <= config.block_size:
             raise ValueError(f"max_len must be in [1, {config.block_size}], got {max_len}")
-        shape = (batch_size, config.n_head, max_len, config.d_head)
+        shape = (batch_size, config.n_kv_head, max_len, config.d_head)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.max_len = max_len
@@ -310,7 +324,65 @@ class GPTOutput:
     final_hidden: torch.Tensor | None = None
 
 
-class GPT(nn.Module):
+class Decoder(nn.Module):
+    """What :func:`~nexttoken.generate.generate`, batching, the serving engine and speculative
+    decoding call, whatever the architecture (:class:`GPT`, :class:`nexttoken.llama.Llama`):
+
+    - ``config``: a :class:`DecoderConfig`;
+    - ``run(ids, cache=..., last_only=..., positions=..., attn_mask=..., logits_at=...)``, one
+      forward pass returning a :class:`GPTOutput` (see :meth:`GPT.run`);
+    - ``new_cache(batch_size, max_len)``: an empty KV cache for ``run``;
+    - ``get_input_embeddings()``: the token embedding, whose weight gives ``device`` and ``dtype``;
+    - ``check_ids``, ``device``, ``dtype`` and ``num_parameters``, shared here.
+    """
+
+    config: DecoderConfig
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding ``(V, d)``."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live: read from the token embedding, which quantization never replaces
+        (a quantized ``lm_head`` has no ``weight`` tensor)."""
+        return self.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (the token embedding's), which KV caches take."""
+        return self.get_input_embeddings().weight.dtype
+
+    def num_parameters(self) -> int:
+        """Number of parameters, a tied embedding counted once."""
+        return count_parameters(self)
+
+    def check_ids(self, idx: torch.Tensor, past: int = 0) -> None:
+        """Raise a clear error unless ``idx`` is an integer ``(B, N)`` tensor of valid token ids."""
+        if not isinstance(idx, torch.Tensor):
+            raise TypeError(f"ids must be a torch.Tensor of shape (B, N), got {type(idx).__name__}")
+        if idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+            raise TypeError(f"ids must be an integer tensor (torch.long), got dtype {idx.dtype}")
+        if idx.dim() != 2:
+            raise ValueError(f"ids must have shape (B, N), got {tuple(idx.shape)}")
+        B, N = idx.shape
+        if B == 0 or N == 0:
+            raise ValueError(f"ids must hold at least one token per row, got shape {(B, N)}")
+        if past + N > self.config.block_size:
+            raise ValueError(
+                f"{past + N} tokens exceed the context length block_size="
+                f"{self.config.block_size}; crop the input to its last {self.config.block_size}"
+            )
+        if idx.device.type != "meta":
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.config.vocab_size:
+                bad = lo if lo < 0 else hi
+                raise ValueError(
+                    f"token id {bad} is out of range: ids must be in [0, {self.config.vocab_size - 1}]"
+                )
+
+
+class GPT(Decoder):
     """The decoder. ``GPT(config)(ids)`` maps ids ``(B, N)`` to logits ``(B, N, V)``."""
 
     def __init__(self, config: GPTConfig) -> None:
@@ -344,39 +416,9 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def num_parameters(self) -> int:
-        """Number of parameters, the tied embedding counted once."""
-        return count_parameters(self)
-
-    def check_ids(self, idx: torch.Tensor, past: int = 0) -> None:
-        """Raise a clear error unless ``idx`` is an integer ``(B, N)`` tensor of valid token ids."""
-        if not isinstance(idx, torch.Tensor):
-            raise TypeError(f"ids must be a torch.Tensor of shape (B, N), got {type(idx).__name__}")
-        if idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-            raise TypeError(f"ids must be an integer tensor (torch.long), got dtype {idx.dtype}")
-        if idx.dim() != 2:
-            raise ValueError(f"ids must have shape (B, N), got {tuple(idx.shape)}")
-        B, N = idx.shape
-        if B == 0 or N == 0:
-            raise ValueError(f"ids must hold at least one token per row, got shape {(B, N)}")
-        if past + N > self.config.block_size:
-            raise ValueError(
-                f"{past + N} tokens exceed the context length block_size="
-                f"{self.config.block_size}; crop the input to its last {self.config.block_size}"
-            )
-        if idx.device.type != "meta":
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= self.config.vocab_size:
-                bad = lo if lo < 0 else hi
-                raise ValueError(
-                    f"token id {bad} is out of range: ids must be in [0, {self.config.vocab_size - 1}]"
-                )
-
-    @property
-    def device(self) -> torch.device:
-        """Where the weights live: read from the token embedding, which quantization never replaces
-        (a quantized ``lm_head`` has no ``weight`` tensor)."""
-        return self.transformer.wte.weight.device
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding ``wte`` ``(V, d)``."""
+        return self.transformer.wte
 
     def embed(
         self, idx: torch.Tensor, past: int = 0, positions: torch.Tensor | None = None

@@ -50,7 +50,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .model import GPT, GPTConfig, GPTOutput, fused_attention
+from .model import Decoder, DecoderConfig, GPTOutput, fused_attention
 from .sizes import format_bytes
 from .train import available_memory
 
@@ -97,16 +97,18 @@ def blocks_for(n_tokens: int, block_tokens: int) -> int:
     return -(-n_tokens // block_tokens)
 
 
-def pool_bytes(config: GPTConfig, num_blocks: int, block_tokens: int, dtype: torch.dtype) -> int:
-    """Bytes of a pool's keys and values: ``2 * n_layer * num_blocks * block_tokens * n_embd``
-    numbers of ``dtype``."""
-    if not isinstance(config, GPTConfig):
-        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+def pool_bytes(
+    config: DecoderConfig, num_blocks: int, block_tokens: int, dtype: torch.dtype
+) -> int:
+    """Bytes of a pool's keys and values: ``2 * n_layer * num_blocks * block_tokens * n_head *
+    d_head`` numbers of ``dtype`` (``n_head * d_head`` is ``n_embd`` for GPT-2)."""
+    if not isinstance(config, DecoderConfig):
+        raise TypeError(f"config must be a GPTConfig or LlamaConfig, got {type(config).__name__}")
     _check_positive_int("num_blocks", num_blocks)
     _check_positive_int("block_tokens", block_tokens)
     _check_dtype(dtype)
     item = torch.empty((), dtype=dtype).element_size()
-    return 2 * config.n_layer * num_blocks * block_tokens * config.n_embd * item
+    return 2 * config.n_layer * num_blocks * block_tokens * config.n_head * config.d_head * item
 
 
 def device_memory(device: torch.device) -> int | None:
@@ -173,15 +175,17 @@ class PagedKVCache:
 
     def __init__(
         self,
-        config: GPTConfig,
+        config: DecoderConfig,
         num_blocks: int,
         block_tokens: int,
         *,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> None:
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        if not isinstance(config, DecoderConfig):
+            raise TypeError(
+                f"config must be a GPTConfig or LlamaConfig, got {type(config).__name__}"
+            )
         self.num_blocks = _check_positive_int("num_blocks", num_blocks)
         self.block_tokens = _check_positive_int("block_tokens", block_tokens)
         if block_tokens > config.block_size:
@@ -209,11 +213,11 @@ class PagedKVCache:
         self._generation = itertools.count()
 
     @classmethod
-    def for_model(cls, model: GPT, num_blocks: int, block_tokens: int) -> PagedKVCache:
+    def for_model(cls, model: Decoder, num_blocks: int, block_tokens: int) -> PagedKVCache:
         """A pool matching ``model``'s shapes, dtype and device."""
-        if not isinstance(model, GPT):
-            raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
-        w = model.transformer.wte.weight
+        if not isinstance(model, Decoder):
+            raise TypeError(f"model must be a nexttoken GPT or Llama, got {type(model).__name__}")
+        w = model.get_input_embeddings().weight
         return cls(model.config, num_blocks, block_tokens, dtype=w.dtype, device=w.device)
 
     # --- bookkeeping -------------------------------------------------------------------------
@@ -431,11 +435,11 @@ class PagedBatch:
         view's own (given None), or a ValueError if the caller passed different ones."""
         return _own_inputs(self, positions, attn_mask, self._positions, self._mask)
 
-    def run(self, model: GPT, ids: torch.Tensor, **kwargs) -> GPTOutput:
+    def run(self, model: Decoder, ids: torch.Tensor, **kwargs) -> GPTOutput:
         """``model.run(ids, cache=self, positions=self.positions, attn_mask=self.mask, **kwargs)``:
         the one pass this view serves, with its own positions and mask."""
-        if not isinstance(model, GPT):
-            raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+        if not isinstance(model, Decoder):
+            raise TypeError(f"model must be a nexttoken GPT or Llama, got {type(model).__name__}")
         for key in ("cache", "positions", "attn_mask"):
             if key in kwargs:
                 raise TypeError(f"view.run() passes {key} itself; call model.run to pass your own")
@@ -742,10 +746,10 @@ class PackedBatch:
         """The view's positions ``(1, S)`` and no mask (each token's sequence is in the view)."""
         return _own_inputs(self, positions, attn_mask, self._positions, None)
 
-    def run(self, model: GPT, ids: torch.Tensor, **kwargs) -> GPTOutput:
+    def run(self, model: Decoder, ids: torch.Tensor, **kwargs) -> GPTOutput:
         """``model.run(ids, cache=self, **kwargs)``: the one pass this view serves."""
-        if not isinstance(model, GPT):
-            raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+        if not isinstance(model, Decoder):
+            raise TypeError(f"model must be a nexttoken GPT or Llama, got {type(model).__name__}")
         if model.config.n_layer != len(self.cache.k):
             raise ValueError(
                 f"this pool was made for {len(self.cache.k)} layer(s), the model has "

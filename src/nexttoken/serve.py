@@ -45,7 +45,7 @@ import torch
 
 from .batching import check_prompt
 from .generate import _check_stop_token, check_max_new_tokens
-from .model import GPT
+from .model import Decoder
 from .paged import (
     PagedKVCache,
     _check_int,
@@ -126,7 +126,7 @@ class Engine:
 
     def __init__(
         self,
-        model: GPT,
+        model: Decoder,
         *,
         max_batch: int,
         num_blocks: int,
@@ -137,8 +137,8 @@ class Engine:
         max_step_tokens: int | None = None,
         reads: str = "blocks",
     ) -> None:
-        if not isinstance(model, GPT):
-            raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+        if not isinstance(model, Decoder):
+            raise TypeError(f"model must be a nexttoken GPT or Llama, got {type(model).__name__}")
         self.model = model
         self.max_batch = _check_positive_int("max_batch", max_batch)
         _check_positive_int("num_blocks", num_blocks)
@@ -183,7 +183,7 @@ class Engine:
         values, ``(B, H, T, d_head)`` for one layer at a time, about twice that with the attention
         kernel's copies (reading the blocks in place copies none); it projects ``B`` rows to the
         vocabulary, and a prompt chunk scores up to ``T x T`` pairs per head."""
-        cfg, w = self.model.config, self.model.transformer.wte.weight
+        cfg, w = self.model.config, self.model.get_input_embeddings().weight
         item = w.element_size()
         T = min(cfg.block_size, num_blocks * block_tokens)
         B = self.max_batch
@@ -299,7 +299,7 @@ class Engine:
     def _check_model(self) -> None:
         """Raise ValueError, before the step changes anything, if the model's weights changed
         dtype or device since the pool was made for them."""
-        w, pool = self.model.transformer.wte.weight, self.cache.k[0]
+        w, pool = self.model.get_input_embeddings().weight, self.cache.k[0]
         if (w.dtype, w.device) != (pool.dtype, pool.device):
             raise ValueError(
                 f"the model's weights are {w.dtype} on {w.device}, the engine's KV pool was made "

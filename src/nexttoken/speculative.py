@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .generate import _check_stop_token, as_ids, check_max_new_tokens
-from .model import GPT, KVCache
+from .model import Decoder, KVCache
 from .sampling import check_generator, check_sampling_args, filtered_probs, greedy
 
 __all__ = [
@@ -221,8 +221,8 @@ def _check_pair(p: object, q: object) -> None:
 
 def _check_models(target: object, draft: object) -> None:
     for name, m in (("target", target), ("draft", draft)):
-        if not isinstance(m, GPT):
-            raise TypeError(f"{name} must be a nexttoken GPT, got {type(m).__name__}")
+        if not isinstance(m, Decoder):
+            raise TypeError(f"{name} must be a nexttoken GPT or Llama, got {type(m).__name__}")
     if target.config.vocab_size != draft.config.vocab_size:
         raise ValueError(
             f"target and draft must share one encoding: vocab sizes {target.config.vocab_size} "
@@ -236,8 +236,8 @@ def _check_models(target: object, draft: object) -> None:
 
 
 def speculative_generate(
-    target: GPT,
-    draft: GPT,
+    target: Decoder,
+    draft: Decoder,
     ids: torch.Tensor | Sequence[int],
     max_new_tokens: int,
     *,
