@@ -22,6 +22,11 @@ are refused by :func:`save_model` with the way to save them.
 Every weight must be finite: a NaN or an infinity in a checkpoint is refused at load, naming the
 tensor.
 
+:func:`load_llama` reads a Llama-family folder in the Hugging Face layout (Llama, Mistral, Qwen3:
+``config.json`` + ``model.safetensors``, or shards listed in ``model.safetensors.index.json``) into
+:class:`~nexttoken.llama.Llama`, whose parameter names are the Hugging Face ones: no renaming, no
+transposing. :func:`save_llama` writes the reverse, which ``transformers`` loads.
+
 Nothing here touches the network unless ``load_gpt2(..., download=True)`` is asked to.
 """
 
@@ -38,6 +43,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .llama import Llama, LlamaConfig
 from .model import GPT, GPTConfig
 
 __all__ = [
@@ -53,6 +59,10 @@ __all__ = [
     "find_gpt2",
     "export_hf_gpt2",
     "CONV1D_WEIGHTS",
+    "load_llama",
+    "save_llama",
+    "llama_config_from_hf",
+    "LLAMA_FAMILIES",
 ]
 
 _TIED = "lm_head.weight"
@@ -613,4 +623,275 @@ def export_hf_gpt2(
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+#: ``model_type`` -> (architecture, what it adds to Llama) of the folders :func:`load_llama` reads.
+LLAMA_FAMILIES = {
+    "llama": ("LlamaForCausalLM", "the base"),
+    "mistral": ("MistralForCausalLM", "a sliding window"),
+    "qwen3": ("Qwen3ForCausalLM", "qk-norm"),
+}
+_LLAMA_INDEX = "model.safetensors.index.json"
+_LLAMA_SKIPPED = ("rotary_emb.inv_freq",)  # a buffer of old checkpoints, recomputed from theta
+
+
+def _hf_int(hf: dict, key: str, default: object = None) -> int:
+    value = hf.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _hf_rope_theta(hf: dict) -> float:
+    """RoPE's base from ``rope_parameters`` (transformers 5) or ``rope_theta`` (earlier); a scaled
+    RoPE (``rope_type`` other than default, ``rope_scaling``) is refused by name."""
+    rope = hf.get("rope_parameters") or {}
+    if not isinstance(rope, dict):
+        raise ValueError(f"rope_parameters must be a JSON object, got {rope!r}")
+    scaling = hf.get("rope_scaling")
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    plain = scaling in (None, {}) or (
+        isinstance(scaling, dict) and scaling.get("rope_type") == "default"
+    )
+    if kind != "default" or not plain:
+        raise ValueError(
+            f"rope_type {kind!r} / rope_scaling {scaling!r} is not implemented: the book's RoPE is "
+            f"the default one (rope_type 'default', no rope_scaling)"
+        )
+    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)):
+        raise ValueError(f"rope_theta must be a number, got {theta!r}")
+    return float(theta)
+
+
+def llama_config_from_hf(hf: dict, name: str = "", block_size: int | None = None) -> LlamaConfig:
+    """The :class:`~nexttoken.llama.LlamaConfig` of a Hugging Face Llama, Mistral or Qwen3
+    ``config.json`` (as a dict); ``block_size`` None is ``max_position_embeddings``.
+
+    Refuses (``ValueError`` naming the field) a GPT-2 config (use :func:`load_gpt2`), other model
+    types, and what :class:`~nexttoken.llama.Llama` does not implement: an activation other than
+    SiLU, biases, scaled RoPE, per-layer sliding windows.
+    """
+    if not isinstance(hf, dict):
+        raise TypeError(f"hf must be a dict (a parsed config.json), got {type(hf).__name__}")
+    kind = hf.get("model_type")
+    if kind == "gpt2":
+        raise ValueError(
+            "model_type is 'gpt2': this is a GPT-2 checkpoint, load it with load_gpt2, not load_llama"
+        )
+    if kind not in LLAMA_FAMILIES:
+        raise ValueError(f"model_type must be one of {sorted(LLAMA_FAMILIES)}, got {kind!r}")
+    act = hf.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"hidden_act must be 'silu' (SwiGLU's gate), got {act!r}")
+    for key in ("attention_bias", "mlp_bias"):
+        if hf.get(key, False) is not False:
+            raise ValueError(f"{key}={hf[key]!r} is not supported (no biases); expected false")
+    if "sliding_attention" in (hf.get("layer_types") or []) or hf.get("use_sliding_window"):
+        raise ValueError(
+            "use_sliding_window / layer_types with 'sliding_attention' is not supported: the "
+            "book's sliding window is one window for every layer (Mistral's sliding_window)"
+        )
+    n_head = _hf_int(hf, "num_attention_heads")
+    window = hf.get("sliding_window") if kind == "mistral" else None
+    eps = hf.get("rms_norm_eps", 1e-6)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise ValueError(f"rms_norm_eps must be a number, got {eps!r}")
+    tied = hf.get("tie_word_embeddings", False)
+    if not isinstance(tied, bool):
+        raise ValueError(f"tie_word_embeddings must be true or false, got {tied!r}")
+    head_dim = hf.get("head_dim")
+    return LlamaConfig(
+        vocab_size=_hf_int(hf, "vocab_size"),
+        block_size=_hf_int(hf, "max_position_embeddings") if block_size is None else block_size,
+        n_layer=_hf_int(hf, "num_hidden_layers"),
+        n_head=n_head,
+        n_kv_head=_hf_int(hf, "num_key_value_heads", n_head),
+        n_embd=_hf_int(hf, "hidden_size"),
+        intermediate_size=_hf_int(hf, "intermediate_size"),
+        head_dim=None if head_dim is None else _hf_int(hf, "head_dim"),
+        rope_theta=_hf_rope_theta(hf),
+        rms_norm_eps=float(eps),
+        sliding_window=None if window is None else _hf_int(hf, "sliding_window"),
+        tie_embeddings=tied,
+        qk_norm=kind == "qwen3",
+        name=name,
+    )
+
+
+def _llama_files(folder: Path) -> list[Path]:
+    """The safetensors files of a Hugging Face folder: ``model.safetensors``, or the shards its
+    ``model.safetensors.index.json`` lists. Pickled weights (``pytorch_model.bin``) are refused."""
+    single, index = folder / "model.safetensors", folder / _LLAMA_INDEX
+    if single.is_file():
+        return [single]
+    if not index.is_file():
+        pickles = sorted(p.name for p in folder.glob("*.bin"))
+        why = f" (it has {pickles}: pickles, which are never loaded here)" if pickles else ""
+        raise FileNotFoundError(f"{folder} has no model.safetensors nor {_LLAMA_INDEX}{why}")
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{index} is not a safetensors index (a 'weight_map' object): {err}"
+        ) from None
+    if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+        raise ValueError(f"{index}: weight_map must map tensor names to file names")
+    shards = []
+    for f in sorted(set(weight_map.values())):
+        shard = folder / f
+        if Path(f).name != f or not shard.name.endswith(".safetensors"):
+            raise ValueError(f"{index}: shard {f!r} must be a .safetensors file in {folder}")
+        if not shard.is_file():
+            raise FileNotFoundError(f"{index} lists {f}, which is not in {folder}")
+        shards.append(shard)
+    return shards
+
+
+def _read_llama_tensors(files: list[Path]) -> dict[str, torch.Tensor]:
+    """Every tensor of ``files`` (float and finite, each name once)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for path in files:
+        with _safe_open(path) as f:
+            for k in f.keys():
+                if k.endswith(_LLAMA_SKIPPED):
+                    continue
+                if k in tensors:
+                    raise ValueError(f"{path}: tensor {k} is stored twice (in two shards)")
+                tensors[k] = _float_tensor(f.get_tensor(k), k, path)
+    return tensors
+
+
+def load_llama(
+    source: str | os.PathLike,
+    *,
+    dtype: torch.dtype | None = None,
+    block_size: int | None = None,
+) -> Llama:
+    """A Llama-family folder in the Hugging Face layout as the book's :class:`~nexttoken.llama.Llama`
+    (eval mode), offline.
+
+    ``source``: a folder with ``config.json`` and ``model.safetensors`` (or sharded safetensors with
+    ``model.safetensors.index.json``), as ``LlamaForCausalLM`` / ``MistralForCausalLM`` /
+    ``Qwen3ForCausalLM.save_pretrained`` write it. ``dtype`` converts the weights (default: as
+    stored, which must then be one dtype). ``block_size`` overrides ``max_position_embeddings``
+    (RoPE runs beyond the trained context, but the model was never trained there).
+
+    A missing, unexpected, mis-shaped or non-float tensor, a GPT-2 folder (use :func:`load_gpt2`)
+    or a config :class:`~nexttoken.llama.Llama` does not implement is an error naming it.
+    """
+    if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
+        raise TypeError(f"source must be a folder path, got {source!r}")
+    _check_dtype(dtype)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder at {source} (load_llama reads a local folder only)")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json (expected the Hugging Face layout)")
+    try:
+        hf = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_path} is not valid JSON ({err})") from None
+    try:
+        config = llama_config_from_hf(hf, name=folder.name, block_size=block_size)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{config_path}: {err}") from None
+    tensors = _read_llama_tensors(_llama_files(folder))
+    with torch.device("meta"):
+        model = Llama(config)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    if config.tie_embeddings:
+        head = tensors.pop(_TIED, None)
+        embed = tensors.get("model.embed_tokens.weight")
+        if head is not None and (embed is None or not torch.equal(head, embed)):
+            raise ValueError(
+                f"{folder}: tie_word_embeddings is true but lm_head.weight differs from "
+                f"model.embed_tokens.weight"
+            )
+        del expected[_TIED]
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ValueError(f"{folder}: missing tensors {missing}, unexpected {extra}")
+    for k, t in tensors.items():
+        if t.shape != expected[k]:
+            raise ValueError(
+                f"{folder}: tensor {k} has shape {tuple(t.shape)}, expected {tuple(expected[k])} "
+                f"(from config.json)"
+            )
+    dtypes = {t.dtype for t in tensors.values()}
+    if dtype is None and len(dtypes) > 1:
+        raise ValueError(
+            f"{folder}: tensors of several dtypes {sorted(map(str, dtypes))}: pass dtype"
+        )
+    if dtype is not None:
+        tensors = {k: t.to(dtype) for k, t in tensors.items()}
+    model.load_state_dict(tensors, assign=True, strict=not config.tie_embeddings)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight  # tied: one tensor
+    return model.eval()
+
+
+def save_llama(model: Llama, folder: str | os.PathLike, *, eos_token_id: int | None = None) -> Path:
+    """Write ``model`` in the Hugging Face layout (``config.json`` + ``model.safetensors``) that
+    ``transformers.AutoModelForCausalLM.from_pretrained(folder)`` and :func:`load_llama` read:
+    ``LlamaForCausalLM``, or ``MistralForCausalLM`` with a sliding window, ``Qwen3ForCausalLM`` with
+    qk-norm. The tied output projection is stored once; tensors keep the model's dtype; each file
+    is written to a temporary name and renamed. Returns the folder.
+    """
+    if not isinstance(model, Llama):
+        raise TypeError(f"model must be a nexttoken Llama, got {type(model).__name__}")
+    c = model.config
+    if c.qk_norm and c.sliding_window is not None:
+        raise ValueError("no Hugging Face family has both qk_norm and one sliding window")
+    if eos_token_id is not None and not (
+        isinstance(eos_token_id, int) and not isinstance(eos_token_id, bool)
+        and 0 <= eos_token_id < c.vocab_size
+    ):  # fmt: skip
+        raise ValueError(
+            f"eos_token_id must be None or an int in [0, {c.vocab_size}), got {eos_token_id!r}"
+        )
+    kind = "qwen3" if c.qk_norm else "mistral" if c.sliding_window is not None else "llama"
+    state = model.state_dict()
+    dtype = state["model.embed_tokens.weight"].dtype
+    tensors = {
+        k: t.detach().cpu().contiguous().clone()
+        for k, t in state.items()
+        if not (c.tie_embeddings and k == _TIED)
+    }
+    config = {
+        "architectures": [LLAMA_FAMILIES[kind][0]],
+        "model_type": kind,
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.n_embd,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head,
+        "num_key_value_heads": c.n_kv_head,
+        "head_dim": c.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": c.block_size,
+        "rms_norm_eps": c.rms_norm_eps,
+        "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
+        "rope_theta": c.rope_theta,  # where transformers before 5.0 reads it
+        "tie_word_embeddings": c.tie_embeddings,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": eos_token_id,
+        "eos_token_id": eos_token_id,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    if kind == "mistral":
+        config["sliding_window"] = c.sliding_window
+    if kind == "qwen3":
+        config["use_sliding_window"] = False
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, out / "model.safetensors")
+    tmp = out / "config.json.tmp"
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, out / "config.json")
     return out
