@@ -4,6 +4,8 @@
   ``tiktoken.Encoding`` (the same object as ``get_encoding("book")``).
 - :func:`load_book_model`: the trained GPT (eval mode), after checking the checkpoint's sha256
   against the model card (``assets/book_model.json``).
+- :func:`load_book_llama_model`: its Llama-family twin (notebook 14: RoPE, RMSNorm, SwiGLU,
+  grouped-query attention), same size, trained the same way (:func:`book_llama_config`).
 - :func:`book_datasets`: the training and held-out token streams it was trained and measured on.
 - :func:`held_out_metrics`: the held-out loss of a model on The Tempest, in nats per token, nats
   per character and perplexity.
@@ -28,6 +30,10 @@ __all__ = [
     "load_book_model",
     "load_book_draft_model",
     "ship_draft_model",
+    "load_book_llama_model",
+    "load_llama_training_log",
+    "book_llama_config",
+    "ship_llama_model",
     "load_book_encoding",
     "load_model_card",
     "load_training_log",
@@ -359,4 +365,174 @@ def ship_draft_model(
         "",
     ]
     _atomic_write(directory / DRAFT_CARD_MD, "\n".join(md))
+    return card
+
+
+# --- the Llama-family twin of the book model (notebook 14) ------------------------------------
+
+LLAMA_FILE = "book_llama_model.safetensors"
+LLAMA_CARD_JSON = "book_llama_model.json"
+LLAMA_CARD_MD = "LLAMA_MODEL_CARD.md"
+LLAMA_LOG_FILE = "book_llama_training_log.json"
+
+
+def book_llama_config():
+    """The Llama-family twin of the book model's configuration (``book-llama``, notebook 14).
+
+    The same vocabulary (4096), context (256), depth (4 blocks), width (256) and heads (4) as
+    ``book``, with today's parts: RoPE (no position table), RMSNorm, a SwiGLU MLP, 2 key/value heads
+    for the 4 query heads (grouped-query attention) and the embedding tied to the output layer, as
+    the book model's. The MLP's width 792 makes the parameter count 4,270,336, within 0.08% of the
+    book model's 4,273,664: the 2/3 * 4d rule would give 683 (Llama rounds it up, to 768 here),
+    and the 65,536 + 512 parameters that GQA and the dropped position table and biases free are
+    spent on a wider MLP.
+    """
+    from .llama import LlamaConfig
+
+    return LlamaConfig(**_BOOK_LLAMA)
+
+
+_BOOK_LLAMA = dict(
+    vocab_size=4096,
+    block_size=256,
+    n_layer=4,
+    n_head=4,
+    n_kv_head=2,
+    n_embd=256,
+    intermediate_size=792,
+    rope_theta=10000.0,
+    tie_embeddings=True,
+    name="book-llama",
+)
+
+
+def load_book_llama_model(*, verify: bool = True, dtype: torch.dtype | None = None):
+    """The Llama-family twin of the book model (:func:`book_llama_config`), trained exactly as the
+    book model was (same corpus, encoding, steps, batches, schedule and seed), in eval mode, from
+    ``assets/book_llama_model.safetensors``. With ``verify`` (the default) the file's sha256 must
+    equal the one in ``book_llama_model.json``."""
+    from .checkpoint import _check_dtype
+
+    if not isinstance(verify, bool):
+        raise TypeError(f"verify must be True or False, got {verify!r}")
+    _check_dtype(dtype)
+    path = assets_dir() / LLAMA_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"the book's Llama model is missing: {path}")
+    if verify:
+        expected = json.loads((assets_dir() / LLAMA_CARD_JSON).read_text())["sha256"]
+        got = sha256_file(path)
+        if got != expected:
+            raise ValueError(f"sha256 mismatch for {path.name}: got {got}, expected {expected}")
+    return _load_llama_file(path, dtype)
+
+
+def _load_llama_file(path: Path, dtype: torch.dtype | None = None):
+    """A Llama from a training-run checkpoint (``nexttoken.train``'s ``nexttoken-llama`` format:
+    safetensors, the config in the ``nexttoken`` metadata key, a tied output layer stored once)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .checkpoint import _float_tensor
+    from .llama import Llama, LlamaConfig
+
+    with safe_open(str(path), "pt") as f:
+        info = json.loads((f.metadata() or {}).get("nexttoken", "{}"))
+    if info.get("format") != "nexttoken-llama":
+        raise ValueError(
+            f"{path} is not a nexttoken Llama checkpoint (format {info.get('format')!r})"
+        )
+    config = LlamaConfig(**info["config"])
+    with torch.random.fork_rng(devices=[]):  # loading never changes the random numbers drawn next
+        model = Llama(config)
+    state = {k: _float_tensor(t, k, path) for k, t in load_file(str(path)).items()}
+    if config.tie_embeddings:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]  # tied: stored once
+    model.load_state_dict(state)  # strict: names any missing or unexpected tensor
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
+
+
+def load_llama_training_log(directory: str | os.PathLike | None = None) -> dict:
+    """The shipped Llama twin's training log: per-step losses and the held-out evaluations."""
+    path = Path(directory or assets_dir()) / LLAMA_LOG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no training log at {path}")
+    return json.loads(path.read_text())
+
+
+def ship_llama_model(
+    run_dir: str | os.PathLike,
+    directory: str | os.PathLike | None = None,
+    *,
+    command: str = "",
+    note: str = "",
+) -> dict:
+    """Copy the Llama twin trained in ``run_dir`` (``python -m nexttoken train --arch llama``) into
+    the package (fp32 safetensors), with its training log and card; the held-out loss is measured
+    on the shipped weights, as the book model's. Returns the card."""
+    from .data import HELD_OUT, load_plays
+    from .train import _save_checkpoint
+
+    run_dir, directory = Path(run_dir), Path(directory or assets_dir())
+    log = json.loads((run_dir / "training_log.json").read_text())
+    if log["config"].get("name") != "book-llama":
+        raise ValueError(f"{run_dir} does not hold a book-llama run")
+    weights = directory / LLAMA_FILE
+    _save_checkpoint(_load_llama_file(run_dir / "model.safetensors"), weights)
+    shipped = _load_llama_file(weights)  # what a reader gets
+    plays = load_plays()
+    card = {
+        "name": "book-llama",
+        "purpose": "the book model rebuilt from today's parts (notebook 14), trained the same way",
+        "config": log["config"],
+        "parameters": shipped.num_parameters(),
+        "encoding": "the book's encoding (4096 tokens), as the book model",
+        "corpus": f"{len(plays)} plays, as the book model; plays separated by <|endoftext|>",
+        "training_plays": len(plays) - 1,
+        "train_tokens": log["train_tokens"],
+        "held_out": HELD_OUT,
+        "train_config": log["train_config"],
+        "steps_done": len(log["losses"]),
+        "training_wall_time_s": log["elapsed_s"],
+        "command": command or log.get("command", ""),
+        "command_note": note,
+        "held_out_metrics": held_out_metrics(shipped),
+        "held_out_metrics_sliding": held_out_metrics(shipped, stride=128),
+        "file": LLAMA_FILE,
+        "size_bytes": weights.stat().st_size,
+        "sha256": sha256_file(weights),
+    }
+    _atomic_write(directory / LLAMA_LOG_FILE, json.dumps(log) + "\n")
+    _atomic_write(directory / LLAMA_CARD_JSON, json.dumps(card, indent=1) + "\n")
+    c, m, t = card["config"], card["held_out_metrics"], card["train_config"]
+    md = [
+        "# The book's Llama-family model",
+        "",
+        "Generated by `nexttoken.book.ship_llama_model`; the same data is in `book_llama_model.json`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| purpose | {card['purpose']} |",
+        f"| architecture | Llama-family decoder (RoPE, RMSNorm, SwiGLU MLP of width "
+        f"{c['intermediate_size']}, {c['n_head']} query / {c['n_kv_head']} key-value heads), "
+        f"{c['n_layer']} layers, d_model {c['n_embd']}, context {c['block_size']}, vocabulary "
+        f"{c['vocab_size']} |",
+        f"| parameters | {card['parameters']:,} (tied embedding counted once) |",
+        f"| encoding, corpus, held-out play | as the book model (`MODEL_CARD.md`); held out: "
+        f"{card['held_out']} |",
+        f"| training | {card['steps_done']} steps of {t['batch_size']} x {c['block_size']} tokens, "
+        f"AdamW lr {t['lr']} -> {t['min_lr']} (warm-up {t['warmup']}, cosine), weight decay "
+        f"{t['weight_decay']}, clip {t['grad_clip']}, seed {t['seed']} |",
+        f"| training wall time | {card['training_wall_time_s']:.0f} s (2-core CPU, shared) |",
+        f"| command | `{card['command']}`{_note(card)} |",
+        f"| held-out loss ({m['windows']}) | {m['nats_per_token']} nats/token, {m['nats_per_char']} "
+        f"nats/char ({m['bits_per_char']} bits/char), perplexity {m['perplexity']} |",
+        *_sliding_row(card),
+        f"| file | `{card['file']}`, {card['size_bytes']:,} bytes, fp32 safetensors |",
+        f"| sha256 | `{card['sha256']}` |",
+        "",
+    ]
+    _atomic_write(directory / LLAMA_CARD_MD, "\n".join(md))
     return card

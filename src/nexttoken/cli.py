@@ -3,7 +3,8 @@
 ``generate`` streams the book model's continuation of a prompt as it is produced; ``--show-probs``
 prints, at every step, the top candidates and their probabilities (the whole pipeline, in a
 terminal). ``train`` trains the book model from scratch (or resumes) and can ship the result into
-the package with its model card.
+the package with its model card; ``train --arch llama`` trains its Llama-family twin
+(``nexttoken.book.book_llama_config``, notebook 14) the same way.
 
 Exit codes: 0 done; 2 bad input, with a one-line ``error: ...`` on stderr and no traceback (bad
 arguments, a closed or full stdout, an output folder that is a file, a run too big for this
@@ -119,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the book model from scratch (or resume)")
     t.add_argument("--out", required=True, help="output folder (checkpoint, optimizer, log)")
     t.add_argument("--config", default="book", help="model configuration name (book)")
+    t.add_argument(
+        "--arch",
+        choices=("gpt", "llama"),
+        default="gpt",
+        help="gpt: the book's GPT (default); llama: its Llama-family twin (notebook 14), "
+        "with --config book only",
+    )
     t.add_argument("--steps", type=_positive_int, default=1500)
     t.add_argument("--batch-size", type=_positive_int, default=16)
     t.add_argument("--lr", type=_float, default=2e-3)
@@ -206,7 +214,6 @@ def _train(args, argv: list[str]) -> int:
         held_out_metrics,
         write_model_card,
     )
-    from .configs import get_config
     from .model import GPT
     from .train import (
         LOG_JSON,
@@ -227,7 +234,7 @@ def _train(args, argv: list[str]) -> int:
         eval_every=args.eval_every,
         seed=args.seed,
     )
-    config = get_config(args.config)
+    config, build = _model_config(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
@@ -266,10 +273,16 @@ def _train(args, argv: list[str]) -> int:
     if config.vocab_size < int(train_ids.max()) + 1:
         raise ValueError(f"config {args.config!r} has too small a vocabulary for the book encoding")
     torch.manual_seed(args.seed)
-    model = GPT(config)
+    model = build(config)
     command = "python -m nexttoken " + shlex.join(argv)
 
     def ship(row: dict, m: GPT) -> None:
+        if args.arch == "llama":  # shipped once, at the end, beside (never over) the book model
+            if row["step"] == cfg.steps:
+                from .book import ship_llama_model
+
+                ship_llama_model(out, command=command)
+            return
         final = row["step"] == cfg.steps
         metrics = held_out_metrics(m) if final else _metrics_from_row(row, held_ids)
         dest = assets_dir()
@@ -303,6 +316,25 @@ def _train(args, argv: list[str]) -> int:
     )
     print(f"done in {time.perf_counter() - t0:.0f} s; saved in {out}", file=sys.stderr)
     return 0
+
+
+def _model_config(args):
+    """``(config, model class)`` for ``--config`` and ``--arch``."""
+    from .configs import get_config
+
+    if args.arch == "gpt":
+        from .model import GPT
+
+        return get_config(args.config), GPT
+    if args.config != "book":
+        raise ValueError(
+            f"--arch llama trains the book model's Llama-family twin and takes --config book "
+            f"(the default) only; got --config {args.config!r}"
+        )
+    from .book import book_llama_config
+    from .llama import Llama
+
+    return book_llama_config(), Llama
 
 
 def _bytes(n: int) -> str:

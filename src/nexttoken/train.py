@@ -14,6 +14,9 @@ A run never writes garbage: a loss or a gradient norm that is not finite (a lear
 high, say) stops it with a ``FloatingPointError`` *before* the optimizer step, and nothing is
 saved after it, so ``out_dir`` keeps the last good checkpoint. Hyper-parameters are checked when a
 :class:`TrainConfig` is built, and :func:`estimate_train_memory` says how much memory a run needs.
+
+The same loop trains the book's :class:`~nexttoken.model.GPT` and its Llama-family twin
+(:class:`nexttoken.llama.Llama`, notebook 14): both map ids ``(B, N)`` to logits ``(B, N, V)``.
 """
 
 from __future__ import annotations
@@ -112,15 +115,51 @@ def estimate_train_memory(config: GPTConfig, batch_size: int) -> int:
     the backward pass, per token: about ``16 d`` numbers in each block (LayerNorms, q/k/v, the
     MLP's ``4d`` before and after GELU...), ``2 H N`` for the attention scores and weights, and
     ``3 V`` for the logits and their softmax: ``4 B N (L (16 d + 2 H N) + 3 V)`` bytes.
+
+    A Llama's config (:class:`nexttoken.llama.LlamaConfig`) is estimated the same way, with its
+    own parameter count and about ``8 d + 4 d_ff`` numbers per token and block (the gated MLP keeps
+    its gate, its up projection, the SiLU and their product).
     """
-    if not isinstance(config, GPTConfig):
-        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+    if not (isinstance(config, GPTConfig) or _is_llama_config(config)):
+        raise TypeError(f"config must be a GPTConfig or LlamaConfig, got {type(config).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if _is_llama_config(config):
+        return _estimate_llama_memory(config, batch_size)
     c = config
     params = c.vocab_size * c.n_embd + c.block_size * c.n_embd + c.n_embd * 2
     params += c.n_layer * (12 * c.n_embd * c.n_embd + 13 * c.n_embd)
     per_token = c.n_layer * (16 * c.n_embd + 2 * c.n_head * c.block_size) + 3 * c.vocab_size
+    return 16 * params + 4 * batch_size * c.block_size * per_token
+
+
+def _llama_module():
+    """``nexttoken.llama``, or None while the package has no Llama."""
+    try:
+        from . import llama
+    except ImportError:
+        return None
+    return llama
+
+
+def _is_llama_config(config: object) -> bool:
+    llama = _llama_module()
+    return llama is not None and isinstance(config, llama.LlamaConfig)
+
+
+def _is_trainable(model: object) -> bool:
+    """True for a book GPT or a :class:`nexttoken.llama.Llama`."""
+    if isinstance(model, GPT):
+        return True
+    llama = _llama_module()
+    return llama is not None and isinstance(model, llama.Llama)
+
+
+def _estimate_llama_memory(c, batch_size: int) -> int:
+    d, d_kv, d_ff = c.n_embd, c.n_kv_head * (c.n_embd // c.n_head), c.intermediate_size
+    params = c.vocab_size * d * (1 if c.tie_embeddings else 2) + d
+    params += c.n_layer * (2 * d * d + 2 * d * d_kv + 3 * d * d_ff + 2 * d)
+    per_token = c.n_layer * (8 * d + 4 * d_ff + 2 * c.n_head * c.block_size) + 3 * c.vocab_size
     return 16 * params + 4 * batch_size * c.block_size * per_token
 
 
@@ -259,6 +298,40 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
+def _save_checkpoint(model: GPT, path: Path) -> None:
+    """A GPT through :func:`~nexttoken.checkpoint.save_model`; a Llama as safetensors in the same
+    layout (the tied output projection stored once, the config as JSON in the ``nexttoken``
+    metadata key, with ``"format": "nexttoken-llama"``), written atomically."""
+    if isinstance(model, GPT):
+        save_model(model, path)
+        return
+    from safetensors.torch import save_file
+
+    tied = model.config.tie_embeddings
+    tensors = {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not (tied and k == "lm_head.weight")
+    }
+    info = {"format": "nexttoken-llama", "config": dataclasses.asdict(model.config)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, tmp, metadata={"nexttoken": json.dumps(info, sort_keys=True)})
+    os.replace(tmp, path)
+
+
+def _load_state(model: GPT, path: Path) -> None:
+    """Load the weights saved by :func:`_save_checkpoint` into ``model`` (resuming a run)."""
+    if isinstance(model, GPT):
+        model.load_state_dict(load_model(path).state_dict())
+        return
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    if model.config.tie_embeddings:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    model.load_state_dict(state)  # strict: names any missing or unexpected tensor
+
+
 def _write_log(out_dir: Path, log: dict) -> None:
     tmp = out_dir / (LOG_JSON + ".tmp")
     tmp.write_text(json.dumps(log, indent=1) + "\n")
@@ -273,7 +346,7 @@ def _write_log(out_dir: Path, log: dict) -> None:
 
 
 def train_model(
-    model: GPT,
+    model: GPT,  # or a nexttoken.llama.Llama
     train_ids: torch.Tensor,
     held_ids: torch.Tensor,
     cfg: TrainConfig,
@@ -300,8 +373,8 @@ def train_model(
     is not finite raises ``FloatingPointError`` before the weights change; nothing is written
     after it, so ``out_dir`` keeps the last good checkpoint.
     """
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+    if not _is_trainable(model):
+        raise TypeError(f"model must be a nexttoken GPT or Llama, got {type(model).__name__}")
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     block = model.config.block_size
@@ -341,8 +414,7 @@ def train_model(
                 raise FileNotFoundError(f"cannot resume: {out / f} is missing")
     opt = _optimizer(model, cfg)
     if resume:
-        saved = load_model(out / checkpoint_name)
-        model.load_state_dict(saved.state_dict())
+        _load_state(model, out / checkpoint_name)
         opt.load_state_dict(torch.load(out / OPTIMIZER_FILE, weights_only=True))
     bar = None
     if progress:
@@ -386,7 +458,7 @@ def train_model(
                 _diverged("a weight is not finite", step, out, log)
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
-                save_model(model, out / checkpoint_name)
+                _save_checkpoint(model, out / checkpoint_name)
                 tmp = out / (OPTIMIZER_FILE + ".tmp")
                 torch.save(opt.state_dict(), tmp)
                 os.replace(tmp, out / OPTIMIZER_FILE)
