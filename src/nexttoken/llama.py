@@ -445,7 +445,8 @@ class Llama(Decoder):
             positions = torch.arange(past, past + N, device=idx.device)
         else:
             self._check_positions(positions, idx)
-        if self.config.sliding_window is not None and attn_mask is not None:
+        paged = cache is not None and not isinstance(cache, KVCache)
+        if self.config.sliding_window is not None and (attn_mask is not None or paged):
             self._check_window(cache, positions)
         cos, sin = rope_cos_sin(positions, self.config.d_head, self.config.rope_theta)
         if cos.dim() == 3:  # one row of positions per sequence: broadcast over heads
