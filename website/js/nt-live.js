@@ -814,8 +814,35 @@
     );
   }
 
+  function kindOf(root) {
+    try {
+      return JSON.parse(root.getAttribute("data-nt-live")).kind;
+    } catch (err) {
+      return ""; // start() says so on the page
+    }
+  }
+
+  // The playground starts the model at once; a chapter's widget when it comes near the screen, so
+  // that a reader who never scrolls to it never downloads the model.
   function startAll() {
-    Array.prototype.forEach.call(document.querySelectorAll("div.nt-live[data-nt-live]"), start);
+    var roots = document.querySelectorAll("div.nt-live[data-nt-live]");
+    var seen = typeof IntersectionObserver === "function" &&
+      new IntersectionObserver(function (entries) {
+        entries.forEach(function (e) {
+          if (e.isIntersecting) {
+            seen.unobserve(e.target);
+            start(e.target);
+          }
+        });
+      }, { rootMargin: "300px" });
+    Array.prototype.forEach.call(roots, function (root) {
+      if (seen && !/^playground$/.test(kindOf(root))) {
+        root.textContent = "The live version starts when you scroll to it.";
+        seen.observe(root);
+      } else {
+        start(root);
+      }
+    });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startAll);
   else startAll();
