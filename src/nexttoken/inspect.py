@@ -298,7 +298,7 @@ def _run(
 def _check_ids(model: GPT, ids: object, name: str = "ids") -> torch.Tensor:
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, N), got {type(ids).__name__}")
-    if ids.dtype.is_floating_point or ids.dtype in (torch.bool, torch.complex64):
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor (torch.long), got dtype {ids.dtype}")
     if ids.dim() != 2:
         raise ValueError(f"{name} must have shape (B, N), got {tuple(ids.shape)}")
@@ -548,7 +548,8 @@ def patch_sweep(
     (a function of the patched logits ``(B, N, V)``).
 
     The default metric is :func:`logit_diff` of the clean run's top token against the corrupted
-    run's at the last position (a high value: that patch restores the clean answer). One clean
+    run's at the last position (of the first row; a high value: that patch restores the clean
+    answer). One clean
     trace serves every cell (``reuse_clean=False`` recomputes it per cell, for the benchmark):
     ``L * N`` patched passes, plus one clean pass and one corrupted pass.
     """
