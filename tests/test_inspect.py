@@ -377,3 +377,30 @@ def test_hooked_transformer_layout_rebuilds_the_attention(book, full):
     z = full["blocks.1.attn.hook_z"]
     out = torch.einsum("bnhe,hed->bnd", z, sd["blocks.1.attn.W_O"]) + sd["blocks.1.attn.b_O"]
     torch.testing.assert_close(out, full["blocks.1.hook_attn_out"], atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ blocks without an MLP
+
+
+def test_an_attention_only_model_is_traced_without_mlp_names(tiny_config):
+    from nexttoken.heads import AttentionOnlyGPT
+
+    torch.manual_seed(0)
+    model = AttentionOnlyGPT(tiny_config).eval()
+    ids = torch.tensor([[3, 9, 27, 81, 50, 11, 6]])
+    t = I.trace(model, ids)
+    with torch.no_grad():
+        assert torch.equal(t.logits, model(ids))
+    assert t.names() == I.hook_names(model) != I.hook_names(model.config)
+    assert "blocks.1.attn.hook_pattern" in t and "blocks.1.hook_mlp_out" not in t
+    assert t.nbytes == I.trace_nbytes(tiny_config, 1, 7, mlp=False)
+    mid = t["blocks.0.hook_resid_pre"] + t["blocks.0.hook_attn_out"]
+    assert torch.equal(t["blocks.0.hook_resid_post"], mid)
+    parts = I.direct_logit_attribution(model, t, 6, 5)
+    assert "L0.mlp" not in parts and "L1H1" in parts
+    assert math.fsum(parts.values()) == pytest.approx(float(t.logits[0, 6, 5]), abs=1e-5)
+    with pytest.raises(ValueError, match="unknown hook name 'blocks.0.hook_mlp_out'"):
+        I.trace(model, ids, names=["blocks.0.hook_mlp_out"])
+    with pytest.raises(ValueError, match="cannot patch 'blocks.0.hook_mlp_out'"):
+        I.patch(model, ids, ids, hook="blocks.0.hook_mlp_out")
+    assert I.patch_sweep(model, ids, ids, hook_kind="attn.hook_z", head=1).shape == (2, 7)

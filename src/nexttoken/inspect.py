@@ -44,6 +44,7 @@ __all__ = [
     "trace",
     "hook_names",
     "LAYER_HOOKS",
+    "ATTENTION_ONLY_HOOKS",
     "PATCHABLE",
     "trace_nbytes",
     "logit_lens",
@@ -75,6 +76,9 @@ LAYER_HOOKS = (
     "hook_resid_post",
 )
 
+#: The hooks of a block without an MLP (:class:`nexttoken.heads.AttentionOnlyBlock`).
+ATTENTION_ONLY_HOOKS = tuple(k for k in LAYER_HOOKS if "mlp" not in k and k != "hook_resid_mid")
+
 #: Per-layer hooks :func:`patch` can overwrite (``hook_resid_mid`` is read inside the block, where
 #: no hook can replace the residual that the MLP's output is added to).
 PATCHABLE = tuple(k for k in LAYER_HOOKS if k != "hook_resid_mid") + ("hook_embed",)
@@ -82,32 +86,47 @@ PATCHABLE = tuple(k for k in LAYER_HOOKS if k != "hook_resid_mid") + ("hook_embe
 _PER_HEAD = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_pattern")
 
 
-def hook_names(config: GPTConfig) -> list[str]:
-    """Every name :func:`trace` records for a model of this config, in forward order."""
+def _kinds(model: GPT) -> tuple[str, ...]:
+    """The per-block hook kinds of ``model`` (blocks without an MLP have fewer)."""
+    has_mlp = all(hasattr(block, "mlp") for block in model.transformer.h)
+    return LAYER_HOOKS if has_mlp else ATTENTION_ONLY_HOOKS
+
+
+def hook_names(model_or_config: GPT | GPTConfig) -> list[str]:
+    """Every name :func:`trace` records, in forward order, for a model (or a GPT of this config)."""
+    if isinstance(model_or_config, GPT):
+        config, kinds = model_or_config.config, _kinds(model_or_config)
+    else:
+        config, kinds = model_or_config, LAYER_HOOKS
+    return _names(config, kinds)
+
+
+def _names(config: GPTConfig, kinds: tuple[str, ...]) -> list[str]:
     names = ["hook_embed", "hook_pos_embed"]
     for layer in range(config.n_layer):
-        names += [f"blocks.{layer}.{kind}" for kind in LAYER_HOOKS]
+        names += [f"blocks.{layer}.{kind}" for kind in kinds]
     return names + ["ln_final.hook_scale", "ln_final.hook_normalized"]
 
 
-def _valid_names_text(config: GPTConfig) -> str:
-    kinds = ", ".join(f"blocks.{{l}}.{k}" for k in LAYER_HOOKS)
+def _valid_names_text(config: GPTConfig, kinds: tuple[str, ...]) -> str:
+    listed = ", ".join(f"blocks.{{l}}.{k}" for k in kinds)
     return (
-        f"hook_embed, hook_pos_embed, {kinds} (l in 0..{config.n_layer - 1}), "
+        f"hook_embed, hook_pos_embed, {listed} (l in 0..{config.n_layer - 1}), "
         f"ln_final.hook_scale, ln_final.hook_normalized"
     )
 
 
-def _check_names(config: GPTConfig, names: object, allowed: list[str] | None = None) -> list[str]:
+def _check_names(config: GPTConfig, names: object, kinds: tuple[str, ...]) -> list[str]:
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
         raise TypeError(f"hook names must be a str or a list of str, got {names!r}")
-    valid = set(hook_names(config) if allowed is None else allowed)
+    valid = set(_names(config, kinds))
     for n in names:
         if n not in valid:
-            text = _valid_names_text(config) if allowed is None else ", ".join(allowed)
-            raise ValueError(f"unknown hook name {n!r}; valid names: {text}")
+            raise ValueError(
+                f"unknown hook name {n!r}; valid names: {_valid_names_text(config, kinds)}"
+            )
     return list(names)
 
 
@@ -123,6 +142,7 @@ class Trace:
     logits: torch.Tensor
     config: GPTConfig
     activations: dict[str, torch.Tensor] = field(repr=False)
+    layer_kinds: tuple[str, ...] = field(default=LAYER_HOOKS, repr=False)
 
     def names(self) -> list[str]:
         """The recorded names, in the order the forward pass met them."""
@@ -130,13 +150,14 @@ class Trace:
 
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self.activations:
-            if isinstance(name, str) and name in hook_names(self.config):
+            if isinstance(name, str) and name in _names(self.config, self.layer_kinds):
                 raise ValueError(
                     f"{name!r} was not recorded by this trace (names=...); recorded: "
                     f"{', '.join(self.activations)}"
                 )
             raise ValueError(
-                f"unknown hook name {name!r}; valid names: {_valid_names_text(self.config)}"
+                f"unknown hook name {name!r}; valid names: "
+                f"{_valid_names_text(self.config, self.layer_kinds)}"
             )
         return self.activations[name]
 
@@ -153,16 +174,19 @@ class Trace:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def trace_nbytes(config: GPTConfig, batch: int, n_tokens: int, bytes_per_number: int = 4) -> int:
+def trace_nbytes(
+    config: GPTConfig, batch: int, n_tokens: int, bytes_per_number: int = 4, *, mlp: bool = True
+) -> int:
     """Bytes of a full :class:`Trace` of ``batch`` sequences of ``n_tokens``, from the shapes alone.
 
     Per layer: 9 tensors ``(B, N, d)`` (resid_pre, q, k, v, z, attn_out, resid_mid, mlp_out,
     resid_post), one ``(B, N, 4d)`` (mlp post) and the pattern ``(B, H, N, N)``; then the two
     embeddings and ``hook_normalized`` ``(B, N, d)``, ``hook_scale`` ``(B, N, 1)`` and the logits
-    ``(B, N, V)``.
+    ``(B, N, V)``. ``mlp=False``: blocks without an MLP (7 tensors ``(B, N, d)`` and the pattern).
     """
     B, N, d = batch, n_tokens, config.n_embd
-    per_layer = 9 * B * N * d + B * N * config.d_ff + B * config.n_head * N * N
+    per_layer = 9 * B * N * d + B * N * config.d_ff if mlp else 7 * B * N * d
+    per_layer += B * config.n_head * N * N
     numbers = config.n_layer * per_layer + 3 * B * N * d + B * N + B * N * config.vocab_size
     return numbers * bytes_per_number
 
@@ -204,7 +228,8 @@ def _install(
     handles.append(tr.wte.register_forward_hook(on_embed))
     for layer, block in enumerate(tr.h):
         p = f"blocks.{layer}."
-        attn, mlp = block.attn, block.mlp
+        attn = block.attn
+        mlp = getattr(block, "mlp", None)  # None: an attention-only block
         v_now: dict[str, torch.Tensor] = {}  # this pass's values, for a patched pattern
 
         def on_resid_pre(module, args, p=p):
@@ -257,11 +282,14 @@ def _install(
             attn.c_attn.register_forward_hook(on_qkv),
             attn.c_proj.register_forward_pre_hook(on_z),
             attn.register_forward_hook(on_attn_out),
-            block.ln_2.register_forward_pre_hook(on_resid_mid),
-            mlp.c_proj.register_forward_pre_hook(on_mlp_post),
-            mlp.register_forward_hook(on_mlp_out),
             block.register_forward_hook(on_resid_post),
         ]
+        if mlp is not None:
+            handles += [
+                block.ln_2.register_forward_pre_hook(on_resid_mid),
+                mlp.c_proj.register_forward_pre_hook(on_mlp_post),
+                mlp.register_forward_hook(on_mlp_out),
+            ]
 
     ln_f = tr.ln_f
 
@@ -315,11 +343,12 @@ def trace(model: GPT, ids: torch.Tensor, *, names: list[str] | None = None) -> T
     """
     _check_model(model)
     _check_ids(model, ids)
-    all_names = hook_names(model.config)
-    want = set(all_names if names is None else _check_names(model.config, names))
+    kinds = _kinds(model)
+    all_names = _names(model.config, kinds)
+    want = set(all_names if names is None else _check_names(model.config, names, kinds))
     logits, record = _run(model, ids, want, {})
     ordered = {n: record[n] for n in all_names if n in record}
-    return Trace(ids=ids, logits=logits, config=model.config, activations=ordered)
+    return Trace(ids, logits, model.config, ordered, kinds)
 
 
 def logit_lens(model: GPT, trace: Trace) -> torch.Tensor:
@@ -366,7 +395,7 @@ def direct_logit_attribution(
 
     Keys: ``"embed"`` (token + position), ``"L{l}H{h}"`` (head ``h``'s ``z`` through its slice of
     the output projection), ``"L{l}.attn_bias"``, ``"L{l}.mlp"`` (with its bias), and ``"bias"``
-    (the final LayerNorm's bias, ``W_U[token] · b``). The values sum to ``trace.logits[batch,
+    (the final LayerNorm's bias, ``W_U[token] · b``); no ``"L{l}.mlp"`` for a block without MLP. The values sum to ``trace.logits[batch,
     position, token]`` (checked here to :data:`ATTRIBUTION_ATOL`; computed in float64).
     """
     _check_model(model)
@@ -397,7 +426,8 @@ def direct_logit_attribution(
         for h in range(H):
             out[f"L{layer}H{h}"] = part(W_O[:, h * dh : (h + 1) * dh] @ z[h])
         out[f"L{layer}.attn_bias"] = part(block.attn.c_proj.bias.detach())
-        out[f"L{layer}.mlp"] = part(trace[f"blocks.{layer}.hook_mlp_out"][b, p])
+        if hasattr(block, "mlp"):
+            out[f"L{layer}.mlp"] = part(trace[f"blocks.{layer}.hook_mlp_out"][b, p])
     out["bias"] = float(beta @ u)
     logit = float(trace.logits[b, p, t])
     total = math.fsum(out.values())
@@ -455,14 +485,20 @@ def _check_patch_args(
         _check_index("head", head, model.config.n_head)
 
 
-def _split_hook(config: GPTConfig, hook: object) -> tuple[int | None, str]:
-    allowed = [f"blocks.{{l}}.{k}" for k in PATCHABLE if k != "hook_embed"] + ["hook_embed"]
+def _patchable(model: GPT) -> list[str]:
+    """The per-layer kinds :func:`patch` can overwrite in ``model``."""
+    return [k for k in _kinds(model) if k in PATCHABLE]
+
+
+def _split_hook(model: GPT, hook: object) -> tuple[int | None, str]:
+    config, kinds = model.config, _patchable(model)
+    allowed = [f"blocks.{{l}}.{k}" for k in kinds] + ["hook_embed"]
     if not isinstance(hook, str):
         raise TypeError(f"hook must be a str, got {type(hook).__name__}")
     if hook == "hook_embed":
         return None, hook
     parts = hook.split(".", 2)
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and parts[2] in PATCHABLE:
+    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and parts[2] in kinds:
         layer = int(parts[1])
         if layer < config.n_layer:
             return layer, parts[2]
@@ -490,7 +526,7 @@ def patch(
     clean pass, as :func:`patch_sweep` does); computed here when not given.
     """
     _check_model(model)
-    _, kind = _split_hook(model.config, hook)
+    _, kind = _split_hook(model, hook)
     _check_patch_args(model, clean_ids, corrupt_ids, kind, position, head)
     if clean is None:
         clean = trace(model, clean_ids, names=[hook])
@@ -554,8 +590,8 @@ def patch_sweep(
     ``L * N`` patched passes, plus one clean pass and one corrupted pass.
     """
     _check_model(model)
-    if not isinstance(hook_kind, str) or hook_kind not in PATCHABLE or hook_kind == "hook_embed":
-        allowed = [k for k in PATCHABLE if k != "hook_embed"]
+    if not isinstance(hook_kind, str) or hook_kind not in _patchable(model):
+        allowed = _patchable(model)
         raise ValueError(f"unknown hook_kind {hook_kind!r}; one of: {', '.join(allowed)}")
     _check_patch_args(model, clean_ids, corrupt_ids, hook_kind, None, head)
     L, N = model.config.n_layer, clean_ids.size(1)
@@ -661,7 +697,7 @@ def first_divergence(
     """
     _check_model(model_a, "model_a")
     _check_model(model_b, "model_b")
-    if model_a.config != model_b.config:
+    if model_a.config != model_b.config or _kinds(model_a) != _kinds(model_b):
         raise ValueError(
             f"the models must have the same shapes; model_a is {model_a.config}, "
             f"model_b is {model_b.config}"
