@@ -163,7 +163,7 @@ def main() -> None:
     corrupt[0, args.sweep_tokens // 2] = tokens[0]
     sw = sweep(model, clean, corrupt, args.sweep_repeats)
     result = {
-        "command": "python benchmarks/inspect_bench.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python", "benchmarks/inspect_bench.py", *sys.argv[1:]]),
         "machine": {
             "cpu": cpu_name(),
             "logical_cpus": os.cpu_count(),

@@ -404,3 +404,15 @@ def test_an_attention_only_model_is_traced_without_mlp_names(tiny_config):
     with pytest.raises(ValueError, match="cannot patch 'blocks.0.hook_mlp_out'"):
         I.patch(model, ids, ids, hook="blocks.0.hook_mlp_out")
     assert I.patch_sweep(model, ids, ids, hook_kind="attn.hook_z", head=1).shape == (2, 7)
+
+
+def test_short_reprs(book):
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    assert repr(I.trace(book, ids)) == (
+        "Trace(48 activations of book on ids (1, 5), logits (1, 5, 4096), 365,140 bytes)"
+    )
+    assert repr(I.first_divergence(book, book, ids, atol=1e-3)) == (
+        "Divergence(none above atol=0.001; logits 0.0e+00)"
+    )
+    d = I.first_divergence(book, quantize(book, "int8"), ids, atol=1e-3)
+    assert repr(d).startswith("Divergence(name='blocks.0.attn.hook_q', layer=0, position=0, ")

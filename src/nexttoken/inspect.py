@@ -144,6 +144,13 @@ class Trace:
     activations: dict[str, torch.Tensor] = field(repr=False)
     layer_kinds: tuple[str, ...] = field(default=LAYER_HOOKS, repr=False)
 
+    def __repr__(self) -> str:
+        B, N, V = self.logits.shape
+        return (
+            f"Trace({len(self.activations)} activations of {self.config.name or 'a GPT'} on "
+            f"ids {(B, N)}, logits {(B, N, V)}, {self.nbytes:,} bytes)"
+        )
+
     def names(self) -> list[str]:
         """The recorded names, in the order the forward pass met them."""
         return list(self.activations)
@@ -665,6 +672,14 @@ class Divergence:
     max_diff: float
     atol: float
     sizes: list[tuple[str, float]]
+
+    def __repr__(self) -> str:
+        if self.name is None:
+            return f"Divergence(none above atol={self.atol:g}; logits {self.sizes[-1][1]:.1e})"
+        return (
+            f"Divergence(name={self.name!r}, layer={self.layer}, position={self.position}, "
+            f"max_diff={self.max_diff:.1e}, atol={self.atol:g}; logits {self.sizes[-1][1]:.1e})"
+        )
 
     @property
     def diverged(self) -> bool:
