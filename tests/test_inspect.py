@@ -95,6 +95,8 @@ def test_recorded_bytes_match_the_formula(book, full):
     part = I.trace(book, full.ids[:1, :7], names=["blocks.0.hook_resid_pre"])
     assert part.names() == ["blocks.0.hook_resid_pre"]
     assert part.nbytes == 4 * (7 * 256 + 7 * 4096)
+    scale = I.trace(book, full.ids[:1, :7], names=["ln_final.hook_scale"])
+    assert scale.names() == ["ln_final.hook_scale"]
 
 
 def test_the_residual_stream_is_the_models_hidden_states(book, ids, full):

@@ -305,8 +305,10 @@ def _install(
             x = args[0]
             xc = x - x.mean(-1, keepdim=True)
             scale = (xc.pow(2).mean(-1, keepdim=True) + ln_f.eps).sqrt()
-            record["ln_final.hook_scale"] = scale.detach()
-            record["ln_final.hook_normalized"] = (xc / scale).detach()
+            if "ln_final.hook_scale" in want:
+                record["ln_final.hook_scale"] = scale.detach()
+            if "ln_final.hook_normalized" in want:
+                record["ln_final.hook_normalized"] = (xc / scale).detach()
 
     handles.append(ln_f.register_forward_pre_hook(on_ln_final))
     return handles
