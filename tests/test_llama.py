@@ -22,7 +22,7 @@ from nexttoken.llama import (
     swiglu_hidden,
 )
 from nexttoken.model import GPT, Decoder, GPTConfig, KVCache
-from nexttoken.paged import PagedKVCache
+from nexttoken.paged import PagedKVCache, pool_bytes
 from nexttoken.serve import Engine
 from nexttoken.speculative import speculative_generate
 
@@ -224,7 +224,26 @@ def test_engine_equals_alone(kind, reads):
     results = engine.run()
     assert [results[i] for i in ids] == alone(model, ps)
     pool = PagedKVCache.for_model(model, 4, 4)
-    assert pool.k[0].shape == (4, 4, 4, 16)  # the paged pool holds every query head's keys
+    H_kv = model.config.n_kv_head  # the pool holds the key/value heads only
+    assert pool.k[0].shape == (4, H_kv, 4, 16) and pool.nbytes() == pool_bytes(
+        model.config, 4, 4, torch.float32
+    )
+
+
+def test_ragged_paged_batch_gives_each_row_its_own_logits():
+    """:class:`PagedBatch` (the gather view, with its ragged mask) on a GQA model: every row's
+    logits are those of the row alone."""
+    model = tiny()
+    ps = prompts(4)
+    cache = PagedKVCache.for_model(model, 32, 3)
+    nxt = torch.tensor([[5], [6], [7], [8]])
+    with torch.inference_mode():
+        for i, p in enumerate(ps):
+            cache.add(i)
+            cache.batch([i], len(p)).run(model, torch.tensor([p]))
+        got = cache.batch([0, 1, 2, 3], 1).run(model, nxt).logits[:, -1]
+        for i, p in enumerate(ps):
+            assert torch.allclose(got[i], model(torch.tensor([p + [5 + i]]))[0, -1], atol=1e-5)
 
 
 def test_engine_refuses_a_sliding_window_model_past_its_window():

@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import plain_attention, repeat_kv, sdpa_attention
+from .attention import plain_attention, sdpa_attention
 from .model import Decoder, DecoderConfig, GPTOutput, KVCache, _check_logits_at
 
 __all__ = [
@@ -321,11 +321,6 @@ class LlamaAttention(nn.Module):
         if hasattr(self, "q_norm"):  # qk-norm: each head's query and key normalised
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # the cache stores rotated keys
-        if cache is not None and not isinstance(cache, KVCache):  # a paged pool holds H heads
-            k, v = (
-                repeat_kv(k, self.n_head // self.n_kv_head),
-                repeat_kv(v, self.n_head // self.n_kv_head),
-            )
         if cache is not None and hasattr(cache, "attend"):  # a cache that attends by itself
             if need_weights:
                 raise ValueError(

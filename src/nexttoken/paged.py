@@ -6,8 +6,9 @@ reserved and never written. Paging (Kwon et al. 2023, "Efficient Memory Manageme
 Language Model Serving with PagedAttention", vLLM) borrows the idea of virtual memory:
 
 - the pool holds ``num_blocks`` blocks of ``block_tokens`` token positions (every layer, keys and
-  values): ``k[layer]`` is ``(num_blocks, H, block_tokens, d_head)`` (each head's keys of a block
-  side by side, so a block is a ``(block_tokens, d_head)`` matrix per head, as in vLLM);
+  values): ``k[layer]`` is ``(num_blocks, H_kv, block_tokens, d_head)`` (each head's keys of a block
+  side by side, so a block is a ``(block_tokens, d_head)`` matrix per head, as in vLLM; ``H_kv``
+  is the model's key/value heads, ``n_head`` for GPT-2, fewer with grouped-query attention);
 - each sequence owns a **block table**, the list of its blocks in order: token ``t`` of the sequence
   lives in block ``table[t // block_tokens]`` at offset ``t % block_tokens``;
 - a sequence takes a block only when it needs one, and gives all of them back when it ends, for the
@@ -50,6 +51,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .attention import repeat_kv
 from .model import Decoder, DecoderConfig, GPTOutput, fused_attention
 from .sizes import format_bytes
 from .train import available_memory
@@ -100,15 +102,15 @@ def blocks_for(n_tokens: int, block_tokens: int) -> int:
 def pool_bytes(
     config: DecoderConfig, num_blocks: int, block_tokens: int, dtype: torch.dtype
 ) -> int:
-    """Bytes of a pool's keys and values: ``2 * n_layer * num_blocks * block_tokens * n_head *
-    d_head`` numbers of ``dtype`` (``n_head * d_head`` is ``n_embd`` for GPT-2)."""
+    """Bytes of a pool's keys and values: ``2 * n_layer * num_blocks * block_tokens * n_kv_head *
+    d_head`` numbers of ``dtype`` (``n_kv_head * d_head`` is ``n_embd`` for GPT-2)."""
     if not isinstance(config, DecoderConfig):
         raise TypeError(f"config must be a GPTConfig or LlamaConfig, got {type(config).__name__}")
     _check_positive_int("num_blocks", num_blocks)
     _check_positive_int("block_tokens", block_tokens)
     _check_dtype(dtype)
     item = torch.empty((), dtype=dtype).element_size()
-    return 2 * config.n_layer * num_blocks * block_tokens * config.n_head * config.d_head * item
+    return 2 * config.n_layer * num_blocks * block_tokens * config.n_kv_head * config.d_head * item
 
 
 def device_memory(device: torch.device) -> int | None:
@@ -203,7 +205,7 @@ class PagedKVCache:
             "Use fewer or smaller blocks.",
         )
         self.config = config
-        shape = (num_blocks, config.n_head, block_tokens, config.d_head)
+        shape = (num_blocks, config.n_kv_head, block_tokens, config.d_head)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self._free = list(range(num_blocks))  # a min-heap of free block ids
@@ -794,13 +796,16 @@ class PackedBatch:
 
     # --- attention, two ways ------------------------------------------------------------------
     def _one_blocks_attend(self, kp, vp, q1: torch.Tensor) -> torch.Tensor:
-        """``q1`` ``(B1, H, d_head)``, one query per sequence, over its blocks read in place."""
+        """``q1`` ``(B1, H, d_head)``, one query per sequence, over its blocks read in place (the
+        ``H / H_kv`` query heads of a group read their key/value head together)."""
         B1, H, dh = q1.shape
-        K, V = kp[self._one_blocks], vp[self._one_blocks]  # (nb, H, bt, d_head): views of the pool
+        K, V = kp[self._one_blocks], vp[self._one_blocks]  # (nb, H_kv, bt, d_head): pool views
         K, V = K.to(q1.dtype), V.to(q1.dtype)  # no-op but for float64 attention (int8 models)
+        nb, H_kv, bt, _ = K.shape
         owner = self._owner  # (nb,): the row whose blocks these are (B1 = nobody's)
         qb = torch.cat([q1, q1.new_zeros(1, H, dh)])[owner]  # (nb, H, d_head): each block's query
-        s = (qb.unsqueeze(-2) @ K.transpose(-1, -2)).squeeze(-2)  # (nb, H, bt): q . each key
+        qb = qb.view(nb, H_kv, H // H_kv, dh)  # a group's query heads as rows
+        s = (qb @ K.transpose(-1, -2)).view(nb, H, bt)  # (nb, H, bt): q . each key
         s = s * (1.0 / math.sqrt(dh))
         s = s.masked_fill(~self._valid, float("-inf"))
         m = s.new_full((B1 + 1, H), float("-inf"))
@@ -808,7 +813,8 @@ class PackedBatch:
         m[B1] = 0.0  # nobody's blocks: every score -inf, every weight 0
         e = torch.exp(s - m[owner].unsqueeze(-1))  # (nb, H, bt): e^(score - its sequence's max)
         den = s.new_zeros(B1 + 1, H).index_add_(0, owner, e.sum(-1))
-        num = s.new_zeros(B1 + 1, H, dh).index_add_(0, owner, (e.unsqueeze(-2) @ V).squeeze(-2))
+        ev = (e.view(nb, H_kv, H // H_kv, bt) @ V).view(nb, H, dh)  # (nb, H, d_head)
+        num = s.new_zeros(B1 + 1, H, dh).index_add_(0, owner, ev)
         return num[:B1] / den[:B1].unsqueeze(-1)
 
     def _one_gather(self, kp, vp, q1: torch.Tensor) -> torch.Tensor:
@@ -816,21 +822,29 @@ class PackedBatch:
         blk, off = self._one_slots
         K, V = kp[blk, :, off].transpose(1, 2), vp[blk, :, off].transpose(1, 2)
         K, V = K.to(q1.dtype), V.to(q1.dtype)
-        y = F.scaled_dot_product_attention(q1.unsqueeze(2), K, V, attn_mask=self._one_mask)
+        gqa = K.size(1) != q1.size(1)
+        y = F.scaled_dot_product_attention(
+            q1.unsqueeze(2), K, V, attn_mask=self._one_mask, **({"enable_gqa": True} if gqa else {})
+        )
         return y.squeeze(2)
 
     def _many_blocks_attend(self, kp, vp, q: torch.Tensor, plan) -> torch.Tensor:
         """One sequence's chunk ``q`` ``(H, n, d_head)`` over its blocks read in place (causal)."""
         where, allowed = plan
-        K, V = kp[where].to(q.dtype), vp[where].to(q.dtype)  # (m, H, bt, d_head)
-        s = (q.unsqueeze(0) @ K.transpose(-1, -2)) * (1.0 / math.sqrt(q.size(-1)))  # (m,H,n,bt)
+        K, V = kp[where].to(q.dtype), vp[where].to(q.dtype)  # (m, H_kv, bt, d_head)
+        H, n, dh = q.shape
+        n_rep = H // K.size(1)
+        if n_rep > 1:  # a group's query heads as extra rows: (H_kv, n_rep * n, d_head)
+            q, allowed = q.reshape(K.size(1), n_rep * n, dh), allowed.repeat(1, 1, n_rep, 1)
+        s = (q.unsqueeze(0) @ K.transpose(-1, -2)) * (1.0 / math.sqrt(dh))  # (m, H, n, bt)
         s = s.masked_fill(~allowed, float("-inf"))
         m = s.amax(dim=(0, 3), keepdim=True)  # (1, H, n, 1): every query sees its own key
         e = torch.exp(s - m)
-        return (e @ V).sum(0) / e.sum(dim=(0, 3)).unsqueeze(-1)
+        return ((e @ V).sum(0) / e.sum(dim=(0, 3)).unsqueeze(-1)).reshape(H, n, dh)
 
     def _many_gather(self, kp, vp, q: torch.Tensor, plan) -> torch.Tensor:
         blk, off = plan
-        K, V = kp[blk, :, off].transpose(1, 2), vp[blk, :, off].transpose(1, 2)  # (1, H, T, dh)
-        K, V = K.to(q.dtype), V.to(q.dtype)
+        K, V = kp[blk, :, off].transpose(1, 2), vp[blk, :, off].transpose(1, 2)  # (1, H_kv, T, dh)
+        n_rep = q.size(0) // K.size(1)
+        K, V = repeat_kv(K.to(q.dtype), n_rep), repeat_kv(V.to(q.dtype), n_rep)
         return fused_attention(q.unsqueeze(0), K, V).squeeze(0)
