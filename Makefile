@@ -7,6 +7,13 @@ ARGS   ?=
 # Jupyter refuses to start as root (containers, CI) unless told to
 ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard notebooks/solutions/*.ipynb))
+# nbval on 2 workers: the costliest notebooks first (longest-first scheduling), so that no worker
+# idles at the end while the other runs a long one; then the rest in order. Plugins that notebooks
+# never use are not loaded (each costs seconds of start-up in every worker).
+HEAVY_FIRST := 12 08 11 13 14 07 09 10
+NBVAL_ORDER := $(foreach n,$(HEAVY_FIRST),$(wildcard notebooks/solutions/$(n)_*.ipynb notebooks/$(n)_*.ipynb))
+NBVAL_NOTEBOOKS := $(NBVAL_ORDER) $(filter-out $(NBVAL_ORDER),$(NOTEBOOKS))
+NBVAL := -m pytest --nbval -q -n 2 --dist loadfile --no-loadscope-reorder -p no:hypothesispytest -p no:typeguard -p no:jaxtyping -p no:anyio --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .PHONY: setup lab test lint unit nbval other-cpus notebooks figures bench format clean site site-check
 
@@ -31,7 +38,7 @@ unit: setup
 	$(BIN)/python -m pytest tests -q -n 2 --disable-socket --allow-unix-socket --ignore=tests/browser
 
 nbval: setup
-	$(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	$(BIN)/python $(NBVAL) $(NBVAL_NOTEBOOKS)
 
 # Other CPUs, simulated on this one (CONTRIBUTING.md, "Numbers that hold on any CPU"): torch's own
 # kernels (ATen), MKL and oneDNN are forced down to the instruction sets of an AVX2-only CPU (an AMD
@@ -43,9 +50,9 @@ OTHER_CPU_TESTS := tests/test_cpu_simulation.py tests/test_figures.py
 
 other-cpus: setup
 	@echo "== simulated CPU: AVX2 only (as an AMD EPYC)"
-	env $(CPU_AVX2) $(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(OTHER_CPU_TESTS) $(NOTEBOOKS)
+	env $(CPU_AVX2) $(BIN)/python $(NBVAL) $(NBVAL_NOTEBOOKS) $(OTHER_CPU_TESTS)
 	@echo "== simulated CPU: no AVX2, no AVX-512 (SSE4.2)"
-	env $(CPU_DEFAULT) $(BIN)/python -m pytest --nbval -q -n 2 --dist loadfile --nbval-sanitize-with tests/nbval_sanitize.cfg $(OTHER_CPU_TESTS) $(NOTEBOOKS)
+	env $(CPU_DEFAULT) $(BIN)/python $(NBVAL) $(NBVAL_NOTEBOOKS) $(OTHER_CPU_TESTS)
 
 test: lint unit nbval other-cpus site-check browser-or-skip
 
@@ -58,7 +65,7 @@ figures: setup
 # Browser tests (tests/browser/): every widget run and driven in JupyterLab in Chromium, and every
 # notebook's saved widgets shown without a kernel. `make test` runs them when Chromium is here.
 browser: setup
-	$(BIN)/python -m pytest tests/browser -q -p no:randomly $(BROWSER_ARGS)
+	$(BIN)/python -m pytest tests/browser -q -p no:randomly -n 2 --dist loadgroup $(BROWSER_ARGS)
 
 browser-or-skip: setup
 	@why="$$($(BIN)/python tests/browser/browserlab.py)"; \
