@@ -39,6 +39,7 @@ _NB = {
     "11": "11_faster_tokens",
     "12": "12_beyond_one_machine",
     "13": "13_why_this_token",
+    "14": "14_todays_decoders",
 }
 
 
@@ -529,6 +530,49 @@ SOLUTIONS: dict[str, Solution] = {
             "        if (a - b).abs().max() > atol:\n"
             "            return i",
             "(a - b).abs().max() > atol",
+        ),
+        # notebook 14
+        _s(
+            "rope half",
+            "RoPE, Llama's layout",
+            "14",
+            "Pair i is (x[i], x[i + d/2]), turned by positions * theta**(-2i/d):\n"
+            "    freqs = theta ** (-torch.arange(0, d, 2) / d); angles = positions[:, None] * freqs\n"
+            "    a, b = x[:, : d // 2], x[:, d // 2 :]\n"
+            "    torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)",
+            "a * cos - b * sin",
+            "x[:, : d // 2]",
+            "x[:, d // 2 :]",
+        ),
+        _s(
+            "equal width",
+            "MLP width at equal size",
+            "14",
+            "GPT: V d + T d + 2 d + L (12 d^2 + 13 d); Llama without its MLP: V d + d + L (2 d^2 + "
+            "2 d n_kv_head d_head + 2 d); h = (GPT - Llama without MLP) / (3 d L). The book model's "
+            "shape gives 793.08; the twin uses 792.",
+            "/ (3 * d * n_layer)",
+            "(3 d L)",
+            "793.08",
+        ),
+        _s(
+            "gqa kv bytes",
+            "KV cache of one sequence",
+            "14",
+            "A key and a value per key/value head of every layer, for the tokens kept:\n"
+            "    2 * n_layer * n_kv_head * d_head * min(tokens, window or tokens) * bytes_per_number",
+            "2 * n_layer * n_kv_head",
+            "min(tokens, window",
+        ),
+        _s(
+            "merge partials",
+            "merging two partials",
+            "14",
+            "M = max(m1, m2); e1, e2 = exp(m1 - M), exp(m2 - M);\n"
+            "    (e1 * acc1 + e2 * acc2) / (e1 * s1 + e2 * s2)",
+            "e1 * acc1 + e2 * acc2",
+            "(e1 * s1 + e2 * s2)",
+            "exp(m1 - M)",
         ),
     )
 }
