@@ -28,12 +28,23 @@ from nexttoken.exercises import gpt2 as ex09
 from nexttoken.exercises import inspect as ex13
 from nexttoken.exercises import logits as ex05
 from nexttoken.exercises import loop as ex07
+from nexttoken.exercises import modern as ex14
 from nexttoken.exercises import parallel as ex12
 from nexttoken.exercises import pipeline as ex00
 from nexttoken.exercises import sampling as ex06
 from nexttoken.exercises import serving as ex10
 from nexttoken.exercises import training as ex08
 from nexttoken.exercises._judge import _SINGULAR  # noqa: F401 (the module loads)
+
+
+def _interleave(d: int) -> torch.Tensor:
+    """Feature order that makes Llama's pairs (i, i + d/2) adjacent: 0, d/2, 1, d/2 + 1, ..."""
+    return torch.stack((torch.arange(d // 2), torch.arange(d // 2, d)), dim=1).flatten()
+
+
+def _halves(d: int) -> torch.Tensor:
+    """The inverse: evens first, then odds."""
+    return torch.cat((torch.arange(0, d, 2), torch.arange(1, d, 2)))
 
 
 def run(check, answer, capsys):
@@ -452,6 +463,96 @@ EXERCISES = {
             },
         ),
     },
+    "14": {
+        ex14.check_rope_half: (
+            [
+                lambda x, p, t: ex14._rope(x, p, t),
+                lambda x, p, t: ex14._rope(x, p, t).float(),
+                lambda x, p, t: ex14._rope(x, p, t).numpy(),
+                lambda x, p, t: ex14._rope(x[:, _interleave(x.size(-1))], p, t, interleaved=True)[
+                    :, _halves(x.size(-1))
+                ],
+            ],
+            {
+                "feature 2i with 2i + 1": lambda x, p, t: ex14._rope(x, p, t, interleaved=True),
+                "wrong way": lambda x, p, t: ex14._rope(x, p, t, sign=-1.0),
+                "not theta^(-i/d)": lambda x, p, t: ex14._rope(
+                    x, p, t, exps=torch.arange(x.size(-1) // 2).double() / x.size(-1)
+                ),
+                "spin FASTER": lambda x, p, t: ex14._rope(
+                    x, p, t, exps=-torch.arange(0, x.size(-1), 2).double() / x.size(-1)
+                ),
+                "unturned": lambda x, p, t: x,
+                "positions start at 0": lambda x, p, t: ex14._rope(x, p + 1, t),
+            },
+        ),
+        ex14.check_equal_width: (
+            [
+                ex14._width_right,
+                lambda V, T, L, d, H, Hk: np.float32(ex14._width_right(V, T, L, d, H, Hk)),
+                lambda V, T, L, d, H, Hk: torch.tensor(ex14._width_right(V, T, L, d, H, Hk)),
+            ],
+            {
+                "position table is missing": lambda V, T, L, d, H, Hk: (
+                    ex14._width_right(V, T, L, d, H, Hk) - T / (3 * L)
+                ),
+                "as many key/value heads": lambda V, T, L, d, H, Hk: ex14._width_right(
+                    V, T, L, d, H, H
+                ),
+                "counted apart": lambda V, T, L, d, H, Hk: (
+                    ex14._width_right(V, T, L, d, H, Hk) - V / (3 * L)
+                ),
+                "2/3 x 4d": lambda V, T, L, d, H, Hk: 8 * d / 3,
+                "two d x h matrices": lambda V, T, L, d, H, Hk: (
+                    1.5 * ex14._width_right(V, T, L, d, H, Hk)
+                ),
+            },
+        ),
+        ex14.check_kv_bytes: (
+            [
+                ex14._kv_right,
+                lambda L, H, Hk, dh, t, w, nb: float(ex14._kv_right(L, H, Hk, dh, t, w, nb)),
+                lambda L, H, Hk, dh, t, w, nb: np.int64(ex14._kv_right(L, H, Hk, dh, t, w, nb)),
+            ],
+            {
+                "cache of multi-head attention": lambda L, H, Hk, dh, t, w, nb: (
+                    2 * L * H * dh * ex14._kept(t, w) * nb
+                ),
+                "half of it": lambda L, H, Hk, dh, t, w, nb: L * Hk * dh * ex14._kept(t, w) * nb,
+                "window is ignored": lambda L, H, Hk, dh, t, w, nb: 2 * L * Hk * dh * t * nb,
+                "min(tokens, window)": lambda L, H, Hk, dh, t, w, nb: (
+                    2 * L * Hk * dh * (t if w is None else w) * nb
+                ),
+                "that is bits": lambda L, H, Hk, dh, t, w, nb: (
+                    16 * L * Hk * dh * ex14._kept(t, w) * nb
+                ),
+                "counts numbers": lambda L, H, Hk, dh, t, w, nb: 2 * L * Hk * dh * ex14._kept(t, w),
+                "multiply by n_layer": lambda L, H, Hk, dh, t, w, nb: (
+                    2 * Hk * dh * ex14._kept(t, w) * nb
+                ),
+            },
+        ),
+        ex14.check_merge_partials: (
+            [
+                ex14._merge_right,
+                lambda m1, s1, a1, m2, s2, a2: (ex14._merge_right(m1, s1, a1, m2, s2, a2)).float(),
+                lambda m1, s1, a1, m2, s2, a2: (
+                    (torch.exp(m1) * a1 + torch.exp(m2) * a2)
+                    / (torch.exp(m1) * s1 + torch.exp(m2) * s2)
+                ),  # no overflow at these scores
+            ],
+            {
+                "without rescaling": lambda m1, s1, a1, m2, s2, a2: (a1 + a2) / (s1 + s2),
+                "average of the two": lambda m1, s1, a1, m2, s2, a2: (a1 / s1 + a2 / s2) / 2,
+                "larger maximum": lambda m1, s1, a1, m2, s2, a2: torch.where(
+                    m1 >= m2, a1 / s1, a2 / s2
+                ),
+                "the other way": lambda m1, s1, a1, m2, s2, a2: ex14._merge_flipped(
+                    m1, s1, a1, m2, s2, a2
+                ),
+            },
+        ),
+    },
 }
 
 # the answers of a function checker that must fail in one line, without an exception
@@ -803,6 +904,11 @@ def test_mistake_formulas_differ_on_the_cases():
         (ex13._IND_CASES, ex13._ind_right, ex13._IND_MISTAKES,
          lambda a, b: math.isclose(a, b, rel_tol=1e-5)),
         (ex13._DIV_CASES, ex13._first, ex13._DIV_MISTAKES, lambda a, b: a == b),
+        (ex14._ROPE_CASES, ex14._rope_right, ex14._ROPE_MISTAKES, ex14._same_tensor),
+        (ex14._WIDTH_CASES, ex14._width_right, ex14._WIDTH_MISTAKES,
+         lambda a, b: math.isclose(a, b, rel_tol=1e-6)),
+        (ex14._KV_CASES, ex14._kv_right, ex14._KV_MISTAKES, lambda a, b: a == b),
+        (ex14._MERGE_CASES, ex14._merge_right, ex14._MERGE_MISTAKES, ex14._same_tensor),
     ]  # fmt: skip
 
     def values(f, cases):
@@ -830,7 +936,7 @@ def test_mistake_formulas_differ_on_the_cases():
 
 
 MODULES = ("pipeline", "tokens", "embeddings", "attention", "decoder", "logits", "sampling", "loop",
-           "training", "gpt2", "serving", "faster", "parallel", "inspect")  # fmt: skip
+           "training", "gpt2", "serving", "faster", "parallel", "inspect", "modern")  # fmt: skip
 
 
 def _all_hints() -> list[Hints]:
@@ -843,7 +949,7 @@ def _all_hints() -> list[Hints]:
 
 def test_no_hint_stage_contains_an_answer():
     hints = _all_hints()
-    assert len(hints) == 51 and all(h.solution for h in hints)
+    assert len(hints) == 55 and all(h.solution for h in hints)
     assert {h.solution for h in hints} == set(SOLUTIONS)
     for h in hints:
         assert h.solution in SOLUTIONS, h.name
