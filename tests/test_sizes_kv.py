@@ -89,3 +89,30 @@ def test_bad_kv_config(kwargs, words):
     with pytest.raises(ValueError) as info:
         KVConfig(**args)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["Llama 3 8B", "Llama 3 70B", "Mistral 7B"])
+def test_parameters_equal_the_book_llama_on_the_meta_device(name):
+    """The count from shapes is the count of nexttoken.llama.Llama's own tensors, and the bytes
+    per token those of its own KV cache."""
+    import torch
+
+    from nexttoken.llama import Llama, LlamaConfig
+
+    c = KV_CONFIGS[name]
+    cfg = LlamaConfig(
+        vocab_size=c.vocab_size,
+        block_size=c.context,
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        n_kv_head=c.n_kv_head,
+        n_embd=c.d_model,
+        intermediate_size=c.d_ff,
+        head_dim=c.d_head,
+        sliding_window=c.sliding_window,
+    )
+    with torch.device("meta"):
+        model = Llama(cfg)
+    assert model.num_parameters() == c.parameters
+    cache = model.new_cache(1, 1)  # the model's own KV cache for one token (fp32, on meta)
+    assert cache.nbytes() == kv_cache_table("fp32", configs=[c])[0]["bytes_per_token"]
