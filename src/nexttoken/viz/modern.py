@@ -170,7 +170,7 @@ def window_figure(n: int, window: int) -> Figure:
     causal = (k <= m).float()
     sliding = ((k <= m) & (k > m - window)).float()
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
-    a.imshow(causal * 0.35 + sliding * 0.65, cmap="Blues", vmin=0, vmax=1)
+    a.imshow((causal * 0.35 + sliding * 0.65).numpy(), cmap="Blues", vmin=0, vmax=1)
     a.set_xlabel("key position")
     a.set_ylabel("query position")
     a.set_title(f"sliding window of {window} (blue) inside causal (pale)", fontsize=9)
