@@ -27,9 +27,9 @@ from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_check
 #: Every hook name: within this of TransformerLens's value (measured on 2 x 64 tokens of The
 #: Tempest: at most 6.7e-6, at blocks.3.hook_resid_post; 6.2e-6 on both simulated CPUs).
 HOOK_ATOL = 1e-5
-#: The logits reach about 20, where one float32 step is 1.9e-6: a few steps apart (measured
-#: 9.5e-6 on 64 tokens, 1.4e-5 on 128 and 256).
-LOGITS_ATOL = 2e-5
+#: The logits (not a hook name) reach about 20, where one float32 step is 1.9e-6: they are a few
+#: steps apart (measured 1.9e-5 here, 1.5e-5 and 1.2e-5 on the simulated CPUs): 20 steps allowed.
+LOGITS_ATOL = 4e-5
 
 
 def hooked_transformer(model):
