@@ -15,8 +15,8 @@ the two agree on every name below):
 - ``blocks.{l}.attn.hook_q`` / ``hook_k`` / ``hook_v`` ``(B, N, H, d_head)``;
 - ``blocks.{l}.attn.hook_pattern`` ``(B, H, N, N)``: attention weights (rows sum to 1). The fused
   kernel the model calls never forms them, so the hook on ``attn.c_attn`` computes them from that
-  pass's queries and keys with :func:`nexttoken.attention.attention_weights` (what
-  ``model.run(..., output_attentions=True)`` returns, bit for bit);
+  pass's queries and keys with :func:`nexttoken.attention.attention_weights` (bit for bit the
+  weights that ``model.run(..., output_attentions=True)`` computes from the same queries and keys);
 - ``blocks.{l}.attn.hook_z`` ``(B, N, H, d_head)``: each head's weighted sum of values (the input of
   the output projection ``attn.c_proj``);
 - ``blocks.{l}.hook_attn_out``, ``blocks.{l}.hook_resid_mid``, ``blocks.{l}.mlp.hook_post``
@@ -531,8 +531,11 @@ def patch(
     activation ``hook`` is taken from the run on ``clean_ids`` -- all of it, or only at
     ``position`` (and only head ``head`` for q, k, v, z and pattern).
 
-    ``clean``: a :class:`Trace` of the clean run that holds ``hook`` (so that many patches share one
-    clean pass, as :func:`patch_sweep` does); computed here when not given.
+    ``hook``: ``hook_embed`` or ``blocks.{l}.{kind}`` for a kind of :data:`PATCHABLE`. A patched
+    ``attn.hook_pattern`` makes that layer's ``z`` the (partly) clean pattern times the corrupted
+    run's values, written out rather than through the fused kernel (so positions it does not touch
+    move in the last bits). ``clean``: a :class:`Trace` of the clean run that holds ``hook`` (so
+    that many patches share one clean pass, as :func:`patch_sweep` does); computed when not given.
     """
     _check_model(model)
     _, kind = _split_hook(model, hook)
