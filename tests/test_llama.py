@@ -285,3 +285,18 @@ def test_new_cache_kinds_and_dtype_device():
     assert model.device == torch.device("cpu") and model.dtype == torch.float32
     half = tiny().to(torch.bfloat16)
     assert half.new_cache(1, 4).k[0].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_save_model_and_load_model_round_trip_a_llama(tied, tmp_path):
+    from nexttoken.checkpoint import load_model, read_config, save_model
+
+    model = tiny(tie_embeddings=tied, qk_norm=True, sliding_window=9)
+    path = save_model(model, tmp_path / "llama.safetensors", {"note": "x"})
+    assert read_config(path) == model.config
+    loaded = load_model(path)
+    assert isinstance(loaded, Llama) and loaded.config == model.config
+    assert (loaded.lm_head.weight is loaded.model.embed_tokens.weight) == tied
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert load_model(path, dtype=torch.bfloat16).dtype == torch.bfloat16

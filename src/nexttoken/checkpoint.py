@@ -1,8 +1,10 @@
 """Saving and loading models as safetensors (no pickle), and importing Hugging Face GPT-2.
 
 A checkpoint is one ``.safetensors`` file: the model's tensors (the tied output projection stored
-once, as ``transformer.wte.weight``) and, in its metadata, the ``GPTConfig`` as JSON. Writes go to a
-temporary file that is renamed into place, so a failed save never leaves a half-written checkpoint.
+once, as ``transformer.wte.weight``) and, in its metadata, the ``GPTConfig`` as JSON (a
+:class:`~nexttoken.llama.Llama`'s the same way, format ``"nexttoken-llama"``, its ``LlamaConfig``).
+Writes go to a temporary file that is renamed into place, so a failed save never leaves a
+half-written checkpoint.
 
 :func:`load_gpt2` reads GPT-2 checkpoints in the Hugging Face layout (``config.json`` +
 ``model.safetensors``) into the book's :class:`~nexttoken.model.GPT`. The tensor names are the same
@@ -67,6 +69,7 @@ __all__ = [
 
 _TIED = "lm_head.weight"
 _FORMAT = "nexttoken-gpt"
+_FORMATS = {_FORMAT: GPTConfig, "nexttoken-llama": LlamaConfig}  # format -> its config
 _META_KEY = "nexttoken"
 
 
@@ -146,16 +149,27 @@ def _quantization(model: GPT) -> str | None:
     return "int8" if kinds else None
 
 
-def save_model(model: GPT, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``model`` (weights + config) to ``path`` atomically; returns the path."""
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a nexttoken GPT, got {type(model).__name__}")
+def save_model(
+    model: GPT | Llama, path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write ``model`` (weights + config) to ``path`` atomically; returns the path.
+
+    A :class:`~nexttoken.llama.Llama` is stored the same way (format ``"nexttoken-llama"``, its
+    tied output projection once, as ``model.embed_tokens.weight``); float weights only."""
+    if not isinstance(model, (GPT, Llama)):
+        raise TypeError(f"model must be a nexttoken GPT or Llama, got {type(model).__name__}")
     path = Path(path)
     quantization = _quantization(model)
+    if quantization is not None and isinstance(model, Llama):
+        raise TypeError("save_model stores float Llama models only (no int8 Llama checkpoints)")
+    tied = isinstance(model, GPT) or model.config.tie_embeddings
     tensors = {
-        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != _TIED
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not (tied and k == _TIED)
     }
-    info = {"format": _FORMAT, "config": dataclasses.asdict(model.config)}
+    kind = _FORMAT if isinstance(model, GPT) else "nexttoken-llama"
+    info = {"format": kind, "config": dataclasses.asdict(model.config)}
     if quantization is not None:
         info["quantization"] = quantization
     for k, v in (metadata or {}).items():
@@ -177,21 +191,23 @@ def save_model(model: GPT, path: str | os.PathLike, metadata: dict[str, str] | N
     return path
 
 
-def read_config(path: str | os.PathLike) -> GPTConfig:
-    """The ``GPTConfig`` stored in a checkpoint's metadata."""
+def read_config(path: str | os.PathLike) -> GPTConfig | LlamaConfig:
+    """The ``GPTConfig`` (or, for a Llama checkpoint, ``LlamaConfig``) in a checkpoint's metadata."""
     with _safe_open(path) as f:
         meta = f.metadata() or {}
-    config = _read_info(meta, path)["config"]
+    info = _read_info(meta, path)
+    config, cls = info["config"], _FORMATS[info["format"]]
     if not isinstance(config, dict):
         raise ValueError(f"{path}: the config in its metadata is not a JSON object")
-    known = {f.name for f in dataclasses.fields(GPTConfig)}
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(
-            f"{path}: unknown config fields {unknown} in its metadata; GPTConfig has {sorted(known)}"
+            f"{path}: unknown config fields {unknown} in its metadata; {cls.__name__} has "
+            f"{sorted(known)}"
         )
     try:
-        return GPTConfig(**config)
+        return cls(**config)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{path}: bad config in its metadata: {err}") from None
 
@@ -223,15 +239,16 @@ def _read_info(meta: dict[str, str], path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: its metadata is not valid JSON ({err})") from None
     if not isinstance(info, dict):
         raise ValueError(f"{path}: its metadata is not a JSON object")
-    if info.get("format") != _FORMAT or "config" not in info:
+    if info.get("format") not in _FORMATS or "config" not in info:
         raise ValueError(f"{path} is not a nexttoken checkpoint (no config in its metadata)")
     return info
 
 
 def load_model(
     path: str | os.PathLike, *, expected_sha256: str | None = None, dtype: torch.dtype | None = None
-) -> GPT:
-    """Build the model stored at ``path`` (in eval mode).
+) -> GPT | Llama:
+    """Build the model stored at ``path`` (in eval mode): a :class:`GPT`, or a
+    :class:`~nexttoken.llama.Llama` for a ``"nexttoken-llama"`` checkpoint.
 
     With ``expected_sha256``, the file's hash is checked first and a mismatch is refused.
     Every tensor must be present with the right shape; a missing, extra or mis-shaped one is an
@@ -248,6 +265,8 @@ def load_model(
                 f"sha256 mismatch for {path.name}: got {got}, expected {expected_sha256}"
             )
     config = read_config(path)
+    if isinstance(config, LlamaConfig):
+        return _load_llama_checkpoint(path, config, dtype)
     if _read_quantization(path) == "int8":
         if dtype not in (None, torch.float32):
             raise ValueError(f"{path.name} is an int8 checkpoint: it loads as stored (dtype=None)")
@@ -260,6 +279,22 @@ def load_model(
     tensors[_TIED] = tensors["transformer.wte.weight"]
     model.load_state_dict(tensors, assign=True)
     model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
+    return model.eval()
+
+
+def _load_llama_checkpoint(path: Path, config: LlamaConfig, dtype: torch.dtype | None) -> Llama:
+    """The :class:`~nexttoken.llama.Llama` of a ``"nexttoken-llama"`` checkpoint."""
+    if _read_quantization(path) is not None:
+        raise ValueError(f"{path}: a Llama checkpoint holds float weights only")
+    with torch.device("meta"):
+        model = Llama(config)
+    tied = config.tie_embeddings
+    expected = {k: v.shape for k, v in model.state_dict().items() if not (tied and k == _TIED)}
+    tensors = _read_tensors(path, expected)
+    tensors = {k: t if dtype is None else t.to(dtype) for k, t in tensors.items()}
+    model.load_state_dict(tensors, assign=True, strict=not tied)
+    if tied:
+        model.lm_head.weight = model.model.embed_tokens.weight  # one tensor
     return model.eval()
 
 
