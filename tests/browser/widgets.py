@@ -127,4 +127,12 @@ WIDGETS = (
             Control("prev", "button", back_to_start=True),
         ),
     ),
+    Widget(
+        "14_todays_decoders.ipynb",
+        "nt-rope",
+        (
+            Control("position", "slider", lambda v: f"RoPE at position {_int(v)}:"),
+            Control("theta", "dropdown", lambda v: f"(base {v})"),
+        ),
+    ),
 )
