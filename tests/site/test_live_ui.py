@@ -38,7 +38,9 @@ CHAPTERS = {
     "loop": "07_the_autoregressive_loop",
 }
 PHONE, DESKTOP = (390, 844), (1280, 900)
-HIDE_HEADER = ".bd-header, .skip-link, .bd-header-announcement { visibility: hidden !important; }"
+HIDE_HEADER = (  # the theme's sticky bars would cover the widget in a screenshot
+    ".bd-header, .bd-header-article, .skip-link { visibility: hidden !important; }"
+)
 
 
 def _load(name: str, path: Path):
@@ -155,7 +157,9 @@ browser_only = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def browser():
     import pytest_socket
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # a busy 2-core machine can be slow; a failure still fails
 
     pytest_socket.socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
     site = Path(SITE)
@@ -191,7 +195,7 @@ class Page:
 
         self.context.route("**/*", route)
         self.page = self.context.new_page()
-        self.page.set_default_timeout(30_000)
+        self.page.set_default_timeout(60_000)
         if init_script:
             self.page.add_init_script(init_script)
         self.page.on(
@@ -406,6 +410,7 @@ def test_playground_by_keyboard_at_phone_and_desktop_widths(browser):
         root.locator("button.nt-live-generate").click()
         expect(chips).to_have_count(26)
         p.idle(root)
+        page.evaluate("document.activeElement.blur()")
         root.screenshot(path=SHOTS / "site_playground.png", style=HIDE_HEADER)
     p.close()
 
@@ -473,6 +478,7 @@ def test_live_temperature_in_chapter_05_starts_on_the_printed_numbers(browser):
     if os.environ.get("UPDATE_SCREENSHOTS"):
         p.page.set_viewport_size({"width": 900, "height": 900})
         p.idle(root)
+        p.page.evaluate("document.activeElement.blur()")
         root.screenshot(path=SHOTS / "site_live_05.png", style=HIDE_HEADER)
     p.close()
 

@@ -177,7 +177,7 @@
       self.labels = labels;
       var n = w.length;
       var width = Math.max(200, Math.min(640, parent.clientWidth || 320));
-      var small = n <= 24;
+      var small = (width - 94) / n >= 11; // room for a label on each row and column
       var margin = small ? Math.min(90, 12 + 7 * Math.max.apply(null, labels.map(function (l) {
         return Math.min(l.length, 10);
       }))) : 0;
@@ -279,8 +279,9 @@
         el("line", { x1: 34, x2: 290, y1: 120, y2: 120, class: "nt-entropy-axis" })
       );
       [["temperature T", 162, 137, "middle"], ["0.1", 34, 132, "middle"],
+       ["entropy (nats)", 2, 10, "start"], ["0", 30, 123, "end"],
        ["3", 290, 132, "middle"], ["log V", 290, y(logV) - 4, "end"],
-       ["H = " + hNow.toFixed(2) + " nats", Math.min(x(t) + 6, 220), y(hNow) - 6, "start"]]
+       ["H = " + hNow.toFixed(2) + " nats", Math.min(x(t) + 8, 220), y(hNow) + 14, "start"]]
         .forEach(function (a) {
           var tx = el("text", { x: a[1], y: a[2], "text-anchor": a[3] });
           tx.textContent = a[0];
