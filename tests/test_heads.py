@@ -1,0 +1,196 @@
+"""Heads with jobs (nexttoken.heads): repeated random tokens, induction and previous-token scores,
+copy losses, the attention-only model."""
+
+import pytest
+import torch
+
+from nexttoken import heads
+from nexttoken.model import GPT, GPTConfig
+
+
+def offset_head_model(offset: int, *, block_size: int = 24, vocab_size: int = 16) -> GPT:
+    """One layer, one head that attends from position ``i`` to exactly ``i - offset`` (positions
+    below ``offset`` spread evenly). Positions are one-hot (``wpe`` = identity, tokens add nothing);
+    ``W_Q`` shifts a position back by ``offset``, ``W_K`` is the identity, scaled so that the
+    softmax is a hard choice. Holds for queries and keys below ``block_size - offset``."""
+    d = block_size
+    config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=1, n_head=1, n_embd=d)
+    model = GPT(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.transformer.wpe.weight.copy_(torch.eye(d))
+        block = model.transformer.h[0]
+        block.ln_1.weight.fill_(1.0)
+        block.ln_2.weight.fill_(1.0)
+        model.transformer.ln_f.weight.fill_(1.0)
+        shift = torch.zeros(d, d)
+        shift[torch.arange(d - offset), torch.arange(offset, d)] = 1.0  # e_p -> e_{p - offset}
+        block.attn.c_attn.weight[:d] = 1000.0 * shift  # W_Q
+        block.attn.c_attn.weight[d : 2 * d] = torch.eye(d)  # W_K
+    return model.eval()
+
+
+def tiny_gpt(n_layer: int = 2, n_head: int = 2, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    config = GPTConfig(vocab_size=32, block_size=16, n_layer=n_layer, n_head=n_head, n_embd=16)
+    return GPT(config).eval()
+
+
+# repeated random tokens
+
+
+def test_repeated_random_tokens_repeat_distinct_and_pinned():
+    ids = heads.repeated_random_tokens(vocab_size=10, seq_len=4, n_seqs=3, seed=0)
+    assert ids.shape == (3, 8) and ids.dtype == torch.long
+    assert torch.equal(ids[:, :4], ids[:, 4:])
+    for row in ids[:, :4]:
+        assert len(set(row.tolist())) == 4  # distinct: one earlier occurrence each
+    assert int(ids.min()) >= 0 and int(ids.max()) < 10
+    assert (
+        ids.tolist()
+        == heads.repeated_random_tokens(vocab_size=10, seq_len=4, n_seqs=3, seed=0).tolist()
+    )
+    assert ids[0].tolist() == PINNED_ROW_0
+    other = heads.repeated_random_tokens(vocab_size=10, seq_len=4, n_seqs=3, seed=1)
+    assert not torch.equal(ids, other)
+
+
+PINNED_ROW_0 = [4, 1, 7, 5, 4, 1, 7, 5]
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(vocab_size=10, seq_len=1, n_seqs=1, seed=0), "seq_len must be an int >= 2"),
+        (dict(vocab_size=10, seq_len=4, n_seqs=0, seed=0), "n_seqs must be an int >= 1"),
+        (dict(vocab_size=3, seq_len=4, n_seqs=1, seed=0), "use seq_len in [2, 3]"),
+        (dict(vocab_size=10, seq_len=4, n_seqs=1, seed=-1), "seed must be an int >= 0"),
+    ],
+)
+def test_repeated_random_tokens_bad_input(kwargs, words):
+    with pytest.raises(ValueError) as e:
+        heads.repeated_random_tokens(**kwargs)
+    assert words in str(e.value)
+
+
+def test_repeated_random_tokens_types():
+    with pytest.raises(TypeError, match="seq_len must be an int"):
+        heads.repeated_random_tokens(vocab_size=10, seq_len=4.0, n_seqs=1, seed=0)
+    with pytest.raises(TypeError, match="n_seqs must be an int"):
+        heads.repeated_random_tokens(vocab_size=10, seq_len=4, n_seqs=True, seed=0)
+
+
+# scores
+
+
+def test_scores_shapes_and_range():
+    model = tiny_gpt(n_layer=2, n_head=2)
+    for fn in (heads.induction_scores, heads.previous_token_scores):
+        s = fn(model, seq_len=8, n_seqs=4, seed=0)
+        assert s.shape == (2, 2) and s.dtype == torch.float64
+        assert bool(((s >= 0) & (s <= 1)).all())
+
+
+def test_previous_token_head_scores_one_as_previous_and_zero_as_induction():
+    model = offset_head_model(1)
+    prev = heads.previous_token_scores(model, seq_len=6, n_seqs=3, seed=0)
+    ind = heads.induction_scores(model, seq_len=6, n_seqs=3, seed=0)
+    assert prev.shape == (1, 1)
+    assert float(prev) == pytest.approx(1.0, abs=1e-6)
+    assert float(ind) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_induction_pattern_scores_one_as_induction_and_low_as_previous():
+    # attention from i to i - seq_len + 1: the token after the previous occurrence
+    model = offset_head_model(5)
+    ind = heads.induction_scores(model, seq_len=6, n_seqs=3, seed=0)
+    prev = heads.previous_token_scores(model, seq_len=6, n_seqs=3, seed=0)
+    assert float(ind) == pytest.approx(1.0, abs=1e-6)
+    # only the first queries (i < 5, no key 5 back: attention spread evenly) reach i - 1:
+    # (1/2 + 1/3 + 1/4 + 1/5) / 11 positions
+    assert float(prev) == pytest.approx((1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 11, abs=1e-6)
+
+
+def test_uniform_attention_scores():
+    # a head with no preference attends 1/(i+1) to every key: the scores are exact averages
+    model = offset_head_model(1)
+    with torch.no_grad():
+        model.transformer.h[0].attn.c_attn.weight.zero_()
+    ind = float(heads.induction_scores(model, seq_len=4, n_seqs=2, seed=0))
+    prev = float(heads.previous_token_scores(model, seq_len=4, n_seqs=2, seed=0))
+    assert ind == pytest.approx(
+        sum(1 / (i + 1) for i in range(4, 8)) / 4, abs=1e-6
+    )  # float32 weights
+    assert prev == pytest.approx(sum(1 / (i + 1) for i in range(1, 8)) / 7, abs=1e-6)
+
+
+def test_best_head():
+    scores = torch.tensor([[0.1, 0.2, 0.0], [0.05, 0.9, 0.3]], dtype=torch.float64)
+    assert heads.best_head(scores) == ("L1H1", pytest.approx(0.9))
+
+
+@pytest.mark.parametrize("fn", [heads.induction_scores, heads.previous_token_scores])
+def test_scores_bad_input(fn):
+    model = tiny_gpt()  # block_size 16, vocab 32: seq_len in [2, 8]
+    with pytest.raises(ValueError, match=r"seq_len must be in \[2, 8\]"):
+        fn(model, seq_len=9, n_seqs=1, seed=0)
+    with pytest.raises(ValueError, match="seq_len must be an int >= 2"):
+        fn(model, seq_len=1, n_seqs=1, seed=0)
+    with pytest.raises(ValueError, match="n_seqs must be an int >= 1"):
+        fn(model, seq_len=4, n_seqs=0, seed=0)
+    with pytest.raises(TypeError, match="model must be a nexttoken.model.GPT"):
+        fn(torch.nn.Linear(2, 2), seq_len=4, n_seqs=1, seed=0)
+
+
+def test_seq_len_limited_by_vocabulary():
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=5, block_size=32, n_layer=1, n_head=1, n_embd=8)
+    with pytest.raises(ValueError, match=r"seq_len must be in \[2, 5\]"):
+        heads.induction_scores(GPT(config), seq_len=6, n_seqs=1, seed=0)
+
+
+# copy losses
+
+
+def test_copy_losses_two_copies_same_targets():
+    model = offset_head_model(1)  # logits all zero: uniform over 16 tokens
+    first, second = heads.copy_losses(model, torch.tensor([1, 2, 3, 4]))
+    assert first == pytest.approx(torch.log(torch.tensor(16.0, dtype=torch.float64)).item())
+    assert second == pytest.approx(first)
+
+
+def test_copy_losses_batch_equals_rows():
+    model = tiny_gpt()
+    ids = torch.tensor([[1, 5, 7, 2], [3, 3, 9, 0]])
+    both = heads.copy_losses(model, ids)
+    rows = [heads.copy_losses(model, r) for r in ids]
+    assert both[0] == pytest.approx(sum(r[0] for r in rows) / 2, abs=1e-12)
+    assert both[1] == pytest.approx(sum(r[1] for r in rows) / 2, abs=1e-12)
+
+
+def test_copy_losses_bad_input():
+    model = tiny_gpt()
+    with pytest.raises(ValueError, match="n >= 2"):
+        heads.copy_losses(model, torch.tensor([3]))
+    with pytest.raises(ValueError, match="block_size"):
+        heads.copy_losses(model, torch.arange(9))  # 18 tokens > block_size 16
+    with pytest.raises(TypeError, match="model must be a nexttoken.model.GPT"):
+        heads.copy_losses(object(), torch.tensor([1, 2]))
+
+
+# the attention-only model
+
+
+def test_attention_only_gpt_has_no_mlp_and_runs():
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=16, block_size=8, n_layer=2, n_head=2, n_embd=8)
+    model = heads.AttentionOnlyGPT(config).eval()
+    names = {n for n, _ in model.named_parameters()}
+    assert not any("mlp" in n or "ln_2" in n for n in names)
+    # 16*8 + 8*8 (embeddings) + 2 * (2*8 + 8*24 + 24 + 8*8 + 8) + 2*8 (ln_f)
+    assert model.num_parameters() == 128 + 64 + 2 * (16 + 192 + 24 + 64 + 8) + 16
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert model(ids).shape == (1, 4, 16)
+    s = heads.induction_scores(model, seq_len=4, n_seqs=2, seed=0)
+    assert s.shape == (2, 2)
