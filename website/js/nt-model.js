@@ -10,6 +10,7 @@
 //   ready                      Promise of {vocabSize, blockSize, nLayer, nHead, endOfText}; rejects
 //                              with a readable Error (no WebAssembly, a file missing or changed)
 //   status, error              "idle" | "loading" | "ready" | "failed", and the error message
+//   timings                    ms from the start of loading to: scripts, files checked, session
 //   encode(text) -> ids        as Python's load_book_encoding().encode(text, allowed_special="all")
 //   decode(ids) -> text
 //   nextTokenProbs(ids, {temperature = 1, topK = null, topP = null}) -> Promise<Float32Array(V)>
@@ -52,6 +53,7 @@
   const api = {
     status: "idle",
     error: null,
+    timings: {}, // milliseconds from the start of loading to each stage
     config: null,
     ValueError,
     encode,
@@ -115,12 +117,16 @@
         "WebAssembly is not available in this browser, so the book model cannot run here",
       );
     }
+    const t0 = performance.now();
+    const lap = (name) => (api.timings[name] = Math.round(performance.now() - t0));
     const manifest = await (await fetchOk("manifest.json")).json();
     await Promise.all([loadScript(BASE + "nt-bpe.js"), loadScript(BASE + manifest.runtime)]);
+    lap("scripts");
     const [ranks, model] = await Promise.all([
       checked(manifest.ranks.file, manifest.ranks.sha256),
       checked(manifest.model.file, manifest.model.sha256),
     ]);
+    lap("files checked");
     bpe = new window.NtBpe.Encoding(new TextDecoder().decode(ranks), manifest.special);
     const ort = window.ort;
     ort.env.wasm.wasmPaths = BASE;
@@ -129,8 +135,9 @@
     ort.env.logLevel = "error";
     session = await ort.InferenceSession.create(model, {
       executionProviders: ["wasm"],
-      graphOptimizationLevel: "all",
+      graphOptimizationLevel: "basic", // "all" takes 0.4 s longer to load, runs no faster here
     });
+    lap("session");
     cfg = manifest.config;
     return { ...cfg };
   }
