@@ -85,6 +85,10 @@ class LlamaConfig(DecoderConfig):
     ``block_size`` is the context length this model enforces (RoPE itself has no limit: see the
     module's docstring). ``intermediate_size`` None is :func:`swiglu_hidden` ``(n_embd)``;
     ``head_dim`` None is ``n_embd // n_head``. ``n_kv_head`` must divide ``n_head``.
+
+    The two defaults are resolved when the config is made (as in a Hugging Face ``config.json``,
+    which always holds both numbers): ``dataclasses.replace(config, n_embd=...)`` keeps the old
+    ``head_dim`` and ``intermediate_size``; pass them again (or None) when changing the width.
     """
 
     vocab_size: int = 32000
