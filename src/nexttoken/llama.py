@@ -318,7 +318,6 @@ class LlamaAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``cos``, ``sin``: RoPE's for the new tokens' positions; ``mask``: None (causal, within the
         window) or a boolean ``(B, 1, N, T)`` (True = may attend) for padded or paged batches."""
-        B, N, _ = x.shape
         q = self.heads(self.q_proj(x), self.n_head)  # (B, H, N, d_head)
         k = self.heads(self.k_proj(x), self.n_kv_head)  # (B, H_kv, N, d_head)
         v = self.heads(self.v_proj(x), self.n_kv_head)
