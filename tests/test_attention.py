@@ -14,6 +14,7 @@ from nexttoken.attention import (
     attention_memory,
     attention_weights,
     causal_mask,
+    memory_curve,
     online_softmax_attention,
     peak_memory,
     plain_attention,
@@ -256,3 +257,18 @@ def test_bad_memory_arguments():
         attention_memory(0, 4)
     with pytest.raises(TypeError, match="fn must be callable"):
         peak_memory(3)
+
+
+def test_memory_curve_rows():
+    rows = memory_curve([64, 256], n_head=2, d_head=16, block_size=32)
+    assert [r["N"] for r in rows] == [64, 256]
+    assert rows[1]["plain_scores"] == 2 * 256 * 256 * 4
+    assert rows[1]["online_block"] == 2 * 256 * 32 * 4
+    # measured: the written-out version holds the scores and the weights at once (and a bit more)
+    assert 2 * rows[1]["plain_scores"] <= rows[1]["plain_peak"] < 3 * rows[1]["plain_scores"]
+    assert rows[1]["online_peak"] < rows[1]["plain_peak"] / 3
+    assert rows[1]["sdpa_peak"] >= 2 * 256 * 16 * 4  # at least the output
+    with pytest.raises(ValueError, match="sizes must be a non-empty list"):
+        memory_curve([])
+    with pytest.raises(ValueError, match="each size must be an int >= 1, got 0"):
+        memory_curve([0])

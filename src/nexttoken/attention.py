@@ -16,7 +16,8 @@ with ``N == M``, or one new token over a KV cache with ``N == 1``), so query ``i
   so no ``(N, M)`` matrix ever exists.
 - :func:`attention_mask` -- the boolean ``(N, M)`` mask (causal, optionally a sliding window).
 - :func:`attention_memory` and :func:`peak_memory` -- the largest intermediate each method needs,
-  computed from shapes, and the peak of live tensors measured while a function runs.
+  computed from shapes, and the peak of live tensors measured while a function runs;
+  :func:`memory_curve` puts both side by side for a list of prompt lengths.
 
 A sliding ``window`` of ``w`` lets query position ``p`` see keys at positions ``p - w + 1 .. p``
 (itself and the ``w - 1`` before it), as in Mistral 7B (Jiang et al. 2023).
@@ -43,6 +44,7 @@ __all__ = [
     "online_softmax_attention",
     "attention_memory",
     "peak_memory",
+    "memory_curve",
 ]
 
 
@@ -377,3 +379,45 @@ def peak_memory(fn: Callable[..., Any], *args: torch.Tensor, **kwargs: Any) -> d
         out = fn(*args, **kwargs)
     del out
     return {"peak": mode.peak, "largest": mode.largest}
+
+
+def memory_curve(
+    sizes: list[int],
+    *,
+    n_head: int = 1,
+    d_head: int = 64,
+    block_size: int = 64,
+    seed: int = 0,
+) -> list[dict[str, int]]:
+    """Memory of causal self-attention over a prompt of ``N`` tokens, for each ``N`` in ``sizes``.
+
+    One row per ``N``: ``plain_scores`` (bytes of the ``(1, H, N, N)`` score matrix) and
+    ``online_block`` (one ``(1, H, N, block_size)`` block), computed by :func:`attention_memory`;
+    ``plain_peak``, ``online_peak`` and ``sdpa_peak``, the most bytes of tensors alive at once
+    while :func:`plain_attention`, :func:`online_softmax_attention` and :func:`sdpa_attention` run
+    on random float32 inputs, measured by :func:`peak_memory` (inputs excluded, output included).
+    """
+    if not isinstance(sizes, (list, tuple)) or not sizes:
+        raise ValueError(f"sizes must be a non-empty list of prompt lengths, got {sizes!r}")
+    for n in sizes:
+        _check_int("each size", n)
+    _check_int("d_head", d_head)
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for n in sizes:
+        q, k, v = (torch.randn(1, n_head, n, d_head, generator=g) for _ in range(3))
+        rows.append(
+            {
+                "N": n,
+                "plain_scores": attention_memory(n, n, n_head=n_head),
+                "online_block": attention_memory(
+                    n, n, method="online", block_size=block_size, n_head=n_head
+                ),
+                "plain_peak": peak_memory(plain_attention, q, k, v)["peak"],
+                "online_peak": peak_memory(
+                    online_softmax_attention, q, k, v, block_size=block_size
+                )["peak"],
+                "sdpa_peak": peak_memory(sdpa_attention, q, k, v)["peak"],
+            }
+        )
+    return rows
