@@ -109,7 +109,7 @@ site-check: setup
 	elif ! command -v npm >/dev/null; then why="no npm (Node.js 20) to install the site's JavaScript"; fi; \
 	if [ -z "$$why" ]; then \
 	  $(MAKE) --no-print-directory site && \
-	  SITE_DIR=$(SITE_DIR) CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/site/check_site.py -q -s; \
+	  SITE_DIR=$(SITE_DIR) CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/site/check_site.py tests/site/check_live_model.py tests/site/test_live_ui.py -q -s; \
 	elif [ -n "$$CI" ]; then \
 	  echo "site check: $$why, and CI must run it" >&2; exit 1; \
 	else \
