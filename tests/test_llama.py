@@ -258,7 +258,7 @@ def test_engine_refuses_a_sliding_window_model_past_its_window():
 def test_speculative_with_a_llama_draft_equals_plain(kind):
     target = tiny(**KINDS[kind])
     draft = tiny(seed=1, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, intermediate_size=48)
-    for p in prompts(3):
+    for p in prompts(2):
         plain = alone(target, [p])[0]
         for k in (1, 4):
             out, stats = speculative_generate(target, draft, p, NEW, k=k, temperature=0)
