@@ -194,3 +194,93 @@ def test_attention_only_gpt_has_no_mlp_and_runs():
     assert model(ids).shape == (1, 4, 16)
     s = heads.induction_scores(model, seq_len=4, n_seqs=2, seed=0)
     assert s.shape == (2, 2)
+
+
+# growing an induction head
+
+TINY = dict(n_embd=16, vocab_size=16, n_ctx=16, batch_size=4, eval_every=2)
+
+
+def test_training_batch_repeats_a_stretch():
+    g = torch.Generator().manual_seed(0)
+    x = heads.training_batch(g, batch_size=8, n_ctx=16, vocab_size=16, echo=0.0)
+    assert x.shape == (8, 16) and x.dtype == torch.long
+    for row in x.tolist():  # some n in [2, 8]: row[n:2n] == row[:n]
+        assert any(row[n : 2 * n] == row[:n] for n in range(2, 9))
+    again = heads.training_batch(
+        torch.Generator().manual_seed(0), batch_size=8, n_ctx=16, vocab_size=16, echo=0.0
+    )
+    assert torch.equal(x, again)
+
+
+def test_training_batch_echo_repeats_two_back():
+    g = torch.Generator().manual_seed(0)
+    x = heads.training_batch(g, batch_size=64, n_ctx=16, vocab_size=16, echo=1.0)
+    # before the copy and in it, every token repeats the one two places back: at most two
+    # distinct tokens in the first stretch (n >= 2)
+    assert all(len(set(row[:2])) <= 2 and row[2] == row[0] for row in x.tolist())
+    w = heads.training_batch(
+        torch.Generator().manual_seed(0), batch_size=64, n_ctx=16, vocab_size=16, echo=0.0
+    )
+    assert not torch.equal(x, w)
+
+
+def test_grow_history_rows_and_determinism():
+    model, history = heads.grow_induction_head(steps=4, seed=0, **TINY)
+    assert isinstance(model, heads.AttentionOnlyGPT) and not model.training
+    assert [r["step"] for r in history] == [0, 2, 4]
+    assert set(history[0]) == {
+        "step",
+        "loss_first",
+        "loss_second",
+        "induction",
+        "induction_head",
+        "previous",
+        "previous_head",
+    }
+    for row in history:
+        assert 0 <= row["induction"] <= 1 and 0 <= row["previous"] <= 1
+        assert row["induction_head"].startswith("L") and "H" in row["induction_head"]
+    _, again = heads.grow_induction_head(steps=4, seed=0, **TINY)
+    assert again == history  # bit for bit on one machine
+    # the last row is what the returned model measures
+    last = history[-1]
+    probe = dict(seq_len=8, n_seqs=64, seed=1)
+    assert heads.best_head(heads.induction_scores(model, **probe)) == (
+        last["induction_head"],
+        last["induction"],
+    )
+
+
+def test_grow_bad_input():
+    with pytest.raises(ValueError, match="unknown option"):
+        heads.grow_induction_head(steps=1, n_layers=3)
+    with pytest.raises(ValueError, match="steps must be an int >= 0"):
+        heads.grow_induction_head(steps=-1)
+    with pytest.raises(ValueError, match="eval_every must be an int >= 1"):
+        heads.grow_induction_head(steps=1, eval_every=0)
+
+
+def test_phase_change_step():
+    rows = [dict(step=s, induction=v) for s, v in [(0, 0.05), (50, 0.3), (100, 0.6), (150, 0.9)]]
+    assert heads.phase_change_step(rows) == 100
+    assert heads.phase_change_step(rows, threshold=0.95) is None
+
+
+def test_save_and_load_grown_round_trip(tmp_path):
+    model, history = heads.grow_induction_head(steps=2, seed=0, **TINY)
+    heads.save_grown(model, history, dict(steps=2, **TINY), tmp_path)
+    loaded, loaded_history = heads.load_grown(tmp_path)
+    assert loaded_history == history
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert a.dtype == b.dtype == torch.float64 and torch.equal(a, b), name
+    # a changed file is refused
+    path = tmp_path / heads.GROWN_MODEL
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        heads.load_grown(tmp_path)

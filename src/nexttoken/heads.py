@@ -20,13 +20,17 @@ untouched).
 
 from __future__ import annotations
 
+import json
 import math
-import time
+import os
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
+from .checkpoint import read_config, save_model, sha256_file
 from .inspect import trace
 from .model import GPT, CausalSelfAttention, GPTConfig
 
@@ -39,9 +43,12 @@ __all__ = [
     "best_head",
     "AttentionOnlyBlock",
     "AttentionOnlyGPT",
-    "GROW_DEFAULTS",
+    "GROWN_RECIPE",
+    "training_batch",
     "grow_induction_head",
     "phase_change_step",
+    "save_grown",
+    "load_grown",
 ]
 
 
@@ -197,68 +204,78 @@ class AttentionOnlyGPT(GPT):
         self.transformer.h = nn.ModuleList(
             [AttentionOnlyBlock(config) for _ in range(config.n_layer)]
         )
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2's scaled init, as in GPT
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if self.lm_head.weight.device.type != "meta":  # the new blocks, initialised as GPT's
+            self.apply(self._init_weights)
+            for name, p in self.named_parameters():
+                if name.endswith("c_proj.weight"):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
 
-GROW_DEFAULTS = dict(
+GROWN_RECIPE = dict(
+    steps=1500,
+    seed=0,
     n_layer=2,
-    n_head=4,
+    n_head=2,
     n_embd=64,
-    vocab_size=64,
+    vocab_size=32,
     n_ctx=32,
     batch_size=32,
-    lr=3e-3,
-    eval_every=10,
-    init_std=0.02,
-    data="periodic",
+    lr=1e-2,
+    init_std=0.15,
+    echo=0.5,
+    eval_every=50,
 )
+"""The recipe of the committed grown model (:func:`load_grown`); :func:`grow_induction_head`'s
+defaults."""
 
 
-def _training_batch(
-    g: torch.Generator, batch: int, n_ctx: int, vocab: int, data="periodic"
+def training_batch(
+    g: torch.Generator, *, batch_size: int, n_ctx: int, vocab_size: int, echo: float
 ) -> torch.Tensor:
-    if data == "iid":
-        w = torch.randint(0, vocab, (batch, n_ctx), generator=g)
-        n = torch.randint(2, n_ctx // 2 + 1, (batch, 1), generator=g)
-        j = torch.arange(n_ctx).expand(batch, n_ctx)
-        src = torch.where(j < n, j, torch.where(j < 2 * n, j - n, j - n))
-        return w.gather(1, src)
-    """Rows of ``n_ctx`` tokens: a random segment of length ``n`` in ``[2, n_ctx // 2]``, itself
-    again, then fresh tokens (no token repeats except the segment's copy). ``(batch, n_ctx)``."""
-    perm = torch.rand(batch, vocab, generator=g, dtype=torch.float64).argsort(dim=1)
-    n = torch.randint(2, n_ctx // 2 + 1, (batch, 1), generator=g)
-    j = torch.arange(n_ctx).expand(batch, n_ctx)
-    src = j % n if data == "periodic" else torch.where(j < n, j, torch.where(j < 2 * n, j - n, j))
-    return perm.gather(1, src)
+    """Random token rows ``(batch_size, n_ctx)`` where copying pays, in two ways.
+
+    - Each token, with probability ``echo``, repeats the token two places back (``A B A``): a head
+      that reads the previous token pays on its own (in real text the previous token tells a lot
+      about the next one; here it is the only rule).
+    - A stretch of ``n`` tokens (``n`` drawn in ``[2, n_ctx // 2]`` for each row) comes again right
+      after itself, then the row goes on. Only a head that finds the earlier occurrence of the
+      current token and reads what came next (an induction head) predicts the repeat; ``n``
+      varies, so no head that looks a fixed distance back can.
+
+    Integer draws from ``g`` only: the same rows on every machine.
+    """
+    w = torch.randint(0, vocab_size, (batch_size, n_ctx), generator=g)
+    echoes = torch.rand(batch_size, n_ctx, generator=g) < echo
+    for t in range(2, n_ctx):
+        w[:, t] = torch.where(echoes[:, t], w[:, t - 2], w[:, t])
+    n = torch.randint(2, n_ctx // 2 + 1, (batch_size, 1), generator=g)
+    j = torch.arange(n_ctx).expand(batch_size, n_ctx)
+    return w.gather(1, torch.where(j < n, j, j - n))  # w[:n], w[:n] again, then w[n:]
 
 
 def grow_induction_head(
-    *, steps: int = 300, seed: int = 0, **options
+    *, steps: int = GROWN_RECIPE["steps"], seed: int = GROWN_RECIPE["seed"], **options
 ) -> tuple[AttentionOnlyGPT, list[dict]]:
-    """Train a small :class:`AttentionOnlyGPT` where copying pays, and record how its heads grow.
+    """Train a small :class:`AttentionOnlyGPT` on :func:`training_batch` rows and record its heads.
 
-    Data: :func:`_training_batch` (random segments repeated at random lengths, so only a head that
-    matches content, not a fixed offset, can predict the repeat). float64, AdamW at a constant
-    ``lr``, one seeded generator for the init and the data. ``options`` override
-    :data:`GROW_DEFAULTS`.
+    float64, AdamW at a constant ``lr`` (no weight decay), attention weights initialised at
+    ``init_std`` (larger than GPT-2's 0.02: the plateau before the heads form is shorter), one
+    seeded generator for the data. ``options`` override the rest of :data:`GROWN_RECIPE`.
 
-    Returns ``(model, history)``: ``history`` holds one dict per evaluation (step 0, then every
-    ``eval_every`` steps): ``step``, ``loss_first`` / ``loss_second`` (:func:`copy_losses` on 64
-    fixed repeated random rows of ``n_ctx // 2`` tokens), ``induction`` / ``induction_head`` and
-    ``previous`` / ``previous_head`` (the best head of :func:`induction_scores` /
-    :func:`previous_token_scores` on the same rows), and ``seconds`` since the start.
+    Returns ``(model, history)``, one dict per evaluation (step 0, then every ``eval_every``
+    steps), all measured on 64 fixed rows of :func:`repeated_random_tokens` (``n_ctx // 2``
+    tokens, seed ``seed + 1``): ``step``; ``loss_first`` / ``loss_second`` (:func:`copy_losses`);
+    ``induction`` / ``induction_head`` and ``previous`` / ``previous_head``: the best head of
+    :func:`induction_scores` / :func:`previous_token_scores` (``"L1H0"``) and its score.
     """
-    cfg = dict(GROW_DEFAULTS)
+    cfg = {k: v for k, v in GROWN_RECIPE.items() if k not in ("steps", "seed")}
     unknown = set(options) - set(cfg)
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)}; allowed: {sorted(cfg)}")
     cfg.update(options)
     _check_count("steps", steps, 0)
     _check_count("seed", seed, 0)
-    torch.manual_seed(seed)
+    _check_count("eval_every", cfg["eval_every"], 1)
     config = GPTConfig(
         vocab_size=cfg["vocab_size"],
         block_size=cfg["n_ctx"],
@@ -267,55 +284,126 @@ def grow_induction_head(
         n_embd=cfg["n_embd"],
         name="induction",
     )
-    model = AttentionOnlyGPT(config).double()
-    with torch.no_grad():
-        for blk in model.transformer.h:
-            blk.attn.c_attn.weight.normal_(0.0, cfg["init_std"])
-            blk.attn.c_proj.weight.normal_(0.0, cfg["init_std"])
+    with torch.random.fork_rng(devices=[]):  # the init draws from a seeded global generator
+        torch.manual_seed(seed)
+        model = AttentionOnlyGPT(config).to(torch.float64)
+        with torch.no_grad():
+            for block in model.transformer.h:
+                block.attn.c_attn.weight.normal_(0.0, cfg["init_std"])
+                block.attn.c_proj.weight.normal_(0.0, cfg["init_std"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
     g = torch.Generator().manual_seed(seed)
-    half = cfg["n_ctx"] // 2
-    probe = dict(seq_len=half, n_seqs=64, seed=seed + 1)
-    eval_ids = repeated_random_tokens(vocab_size=cfg["vocab_size"], **probe)[:, :half]
-    history: list[dict] = []
-    start = time.perf_counter()
-
-    def record(step: int) -> None:
-        model.eval()
-        first, second = copy_losses(model, eval_ids)
-        ind_head, ind = best_head(induction_scores(model, **probe))
-        prev_head, prev = best_head(previous_token_scores(model, **probe))
-        history.append(
-            dict(
-                step=step,
-                loss_first=first,
-                loss_second=second,
-                induction=ind,
-                induction_head=ind_head,
-                previous=prev,
-                previous_head=prev_head,
-                seconds=time.perf_counter() - start,
-            )
-        )
-        model.train()
-
-    record(0)
+    probe = dict(seq_len=cfg["n_ctx"] // 2, n_seqs=64, seed=seed + 1)
+    first_copies = _repeated_for(model, **probe)[:, : probe["seq_len"]]
+    shape = dict(batch_size=cfg["batch_size"], n_ctx=cfg["n_ctx"], vocab_size=cfg["vocab_size"])
+    history = [_measure(model, 0, first_copies, probe)]
     for step in range(1, steps + 1):
-        x = _training_batch(g, cfg["batch_size"], cfg["n_ctx"], cfg["vocab_size"], cfg["data"])
+        x = training_batch(g, echo=cfg["echo"], **shape)
+        model.train()
         logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % cfg["eval_every"] == 0 or step == steps:
-            record(step)
+            history.append(_measure(model, step, first_copies, probe))
+    return model.eval(), history
+
+
+def _measure(model: GPT, step: int, first_copies: torch.Tensor, probe: dict) -> dict:
+    """One row of :func:`grow_induction_head`'s history."""
     model.eval()
-    return model, history
+    first, second = copy_losses(model, first_copies)
+    ind_head, ind = best_head(induction_scores(model, **probe))
+    prev_head, prev = best_head(previous_token_scores(model, **probe))
+    return dict(
+        step=step,
+        loss_first=first,
+        loss_second=second,
+        induction=ind,
+        induction_head=ind_head,
+        previous=prev,
+        previous_head=prev_head,
+    )
 
 
-def phase_change_step(history: list[dict]) -> int | None:
-    """The first recorded step where the loss on the second copy is below half the first copy's."""
+def phase_change_step(history: list[dict], threshold: float = 0.5) -> int | None:
+    """The first recorded step where the best induction score reaches ``threshold``, or None."""
     for row in history:
-        if row["loss_second"] < 0.5 * row["loss_first"]:
+        if row["induction"] >= threshold:
             return row["step"]
     return None
+
+
+GROWN_MODEL = "induction_model.safetensors"
+GROWN_LOG = "induction_history.json"
+
+
+def save_grown(
+    model: AttentionOnlyGPT, history: list[dict], recipe: dict, directory: str | os.PathLike
+) -> Path:
+    """Write a grown model and its history: ``induction_model.safetensors`` (float64 weights,
+    config in the metadata) and ``induction_history.json`` (the recipe, the command, the weights'
+    sha256 and size, the history). Returns the JSON's path."""
+    directory = Path(directory)
+    weights = save_model(model, directory / GROWN_MODEL, {"architecture": "attention-only"})
+    log = {
+        "recipe": recipe,
+        "command": "python -m nexttoken.heads --out src/nexttoken/assets",
+        "file": GROWN_MODEL,
+        "size_bytes": weights.stat().st_size,
+        "sha256": sha256_file(weights),
+        "history": history,
+    }
+    path = directory / GROWN_LOG
+    path.write_text(json.dumps(log, indent=1) + "\n")
+    return path
+
+
+def load_grown(directory: str | os.PathLike | None = None, *, verify: bool = True):
+    """The committed grown model (eval mode, float64) and its history, ``(model, history)``.
+
+    ``history`` is the list :func:`grow_induction_head` returned when the asset was made (by
+    ``python -m nexttoken.heads --out src/nexttoken/assets``). With ``verify`` the weights' sha256
+    must equal the one in ``induction_history.json``.
+    """
+    from .book import assets_dir
+
+    directory = assets_dir() if directory is None else Path(directory)
+    log = json.loads((directory / GROWN_LOG).read_text())
+    path = directory / log["file"]
+    if verify and sha256_file(path) != log["sha256"]:
+        raise ValueError(
+            f"sha256 mismatch for {path.name}: got {sha256_file(path)}, expected {log['sha256']}"
+        )
+    with torch.device("meta"):  # no init: every weight comes from the file
+        model = AttentionOnlyGPT(read_config(path))
+    tensors = load_file(path)
+    tensors["lm_head.weight"] = tensors["transformer.wte.weight"]
+    model.load_state_dict(tensors, assign=True)
+    model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
+    return model.eval(), log["history"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nexttoken.heads --out DIR``: grow the induction head with :data:`GROWN_RECIPE`
+    and write :func:`save_grown`'s two files to ``DIR``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nexttoken.heads", description=main.__doc__)
+    parser.add_argument("--out", required=True, help="folder for the two files")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    model, history = grow_induction_head(**GROWN_RECIPE)
+    path = save_grown(model, history, GROWN_RECIPE, args.out)
+    last = history[-1]
+    print(
+        f"wrote {path}: step {last['step']}, induction {last['induction']:.3f} "
+        f"({last['induction_head']}), previous {last['previous']:.3f} ({last['previous_head']}), "
+        f"phase change at step {phase_change_step(history)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
