@@ -216,9 +216,15 @@ def test_training_batch_repeats_a_stretch():
 def test_training_batch_echo_repeats_two_back():
     g = torch.Generator().manual_seed(0)
     x = heads.training_batch(g, batch_size=64, n_ctx=16, vocab_size=16, echo=1.0)
-    # before the copy and in it, every token repeats the one two places back: at most two
-    # distinct tokens in the first stretch (n >= 2)
-    assert all(len(set(row[:2])) <= 2 and row[2] == row[0] for row in x.tolist())
+    # before the copied stretch ends, every token is the table's image of the one two back
+    table = heads.echo_table(16)
+    assert sorted(table.tolist()) == list(range(16))
+    n_ok = 0
+    for row in x.tolist():
+        n = next(n for n in range(2, 9) if row[n : 2 * n] == row[:n])
+        assert all(row[t] == int(table[row[t - 2]]) for t in range(2, n))
+        n_ok += n > 2
+    assert n_ok > 0
     w = heads.training_batch(
         torch.Generator().manual_seed(0), batch_size=64, n_ctx=16, vocab_size=16, echo=0.0
     )

@@ -44,6 +44,7 @@ __all__ = [
     "AttentionOnlyBlock",
     "AttentionOnlyGPT",
     "GROWN_RECIPE",
+    "echo_table",
     "training_batch",
     "grow_induction_head",
     "phase_change_step",
@@ -229,14 +230,22 @@ GROWN_RECIPE = dict(
 defaults."""
 
 
+def echo_table(vocab_size: int) -> torch.Tensor:
+    """The fixed permutation of ``range(vocab_size)`` that :func:`training_batch`'s rule follows
+    (``torch.randperm`` seeded 0): long ``(vocab_size,)``."""
+    return torch.randperm(vocab_size, generator=torch.Generator().manual_seed(0))
+
+
 def training_batch(
     g: torch.Generator, *, batch_size: int, n_ctx: int, vocab_size: int, echo: float
 ) -> torch.Tensor:
     """Random token rows ``(batch_size, n_ctx)`` where copying pays, in two ways.
 
-    - Each token, with probability ``echo``, repeats the token two places back (``A B A``): a head
-      that reads the previous token pays on its own (in real text the previous token tells a lot
-      about the next one; here it is the only rule).
+    - Each token, with probability ``echo``, is fixed by the token two places back through a fixed
+      random table (:func:`echo_table`, ``A B -> table[A]``): a head that reads the previous token
+      pays on its own (in real text the previous token tells a lot about the next one; here it is
+      the only rule). A table rather than a plain repeat: the previous-token head then writes
+      ``table[A]``, which a later head can tell apart from the token's own embedding.
     - A stretch of ``n`` tokens (``n`` drawn in ``[2, n_ctx // 2]`` for each row) comes again right
       after itself, then the row goes on. Only a head that finds the earlier occurrence of the
       current token and reads what came next (an induction head) predicts the repeat; ``n``
@@ -244,10 +253,11 @@ def training_batch(
 
     Integer draws from ``g`` only: the same rows on every machine.
     """
+    table = echo_table(vocab_size)
     w = torch.randint(0, vocab_size, (batch_size, n_ctx), generator=g)
     echoes = torch.rand(batch_size, n_ctx, generator=g) < echo
     for t in range(2, n_ctx):
-        w[:, t] = torch.where(echoes[:, t], w[:, t - 2], w[:, t])
+        w[:, t] = torch.where(echoes[:, t], table[w[:, t - 2]], w[:, t])
     n = torch.randint(2, n_ctx // 2 + 1, (batch_size, 1), generator=g)
     j = torch.arange(n_ctx).expand(batch_size, n_ctx)
     return w.gather(1, torch.where(j < n, j, j - n))  # w[:n], w[:n] again, then w[n:]
