@@ -273,6 +273,11 @@ def test_phase_change_step():
     assert heads.phase_change_step(rows, threshold=0.95) is None
 
 
+def test_load_grown_without_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m nexttoken.heads --out"):
+        heads.load_grown(tmp_path)
+
+
 def test_save_and_load_grown_round_trip(tmp_path):
     model, history = heads.grow_induction_head(steps=2, seed=0, **TINY)
     heads.save_grown(model, history, dict(steps=2, **TINY), tmp_path)

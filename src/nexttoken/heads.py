@@ -380,6 +380,11 @@ def load_grown(directory: str | os.PathLike | None = None, *, verify: bool = Tru
     from .book import assets_dir
 
     directory = assets_dir() if directory is None else Path(directory)
+    if not (directory / GROWN_LOG).exists():
+        raise FileNotFoundError(
+            f"no grown model in {directory} (no {GROWN_LOG}): make one with "
+            f"python -m nexttoken.heads --out {directory}"
+        )
     log = json.loads((directory / GROWN_LOG).read_text())
     path = directory / log["file"]
     if verify and sha256_file(path) != log["sha256"]:
