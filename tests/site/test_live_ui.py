@@ -171,7 +171,10 @@ def browser():
             headless=True,
             args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
         )
-        yield chromium, base
+        # one context for every page: the model and the wasm are fetched and compiled once
+        context = chromium.new_context(service_workers="block")
+        yield context, base
+        context.close()
         chromium.close()
 
 
@@ -179,10 +182,7 @@ class Page:
     """One page, offline, with its console errors, page errors and failed requests recorded."""
 
     def __init__(self, browser, name: str, size=PHONE, init_script: str | None = None):
-        chromium, base = browser
-        self.context = chromium.new_context(
-            service_workers="block", viewport={"width": size[0], "height": size[1]}
-        )
+        context, base = browser
         self.problems: list[str] = []
         origin = base.rstrip("/")
 
@@ -193,8 +193,9 @@ class Page:
                 self.problems.append(f"request to another host: {r.request.url}")
                 r.abort("blockedbyclient")
 
-        self.context.route("**/*", route)
-        self.page = self.context.new_page()
+        self.page = context.new_page()
+        self.page.set_viewport_size({"width": size[0], "height": size[1]})
+        self.page.route("**/*", route)
         self.page.set_default_timeout(60_000)
         if init_script:
             self.page.add_init_script(init_script)
@@ -237,7 +238,7 @@ class Page:
         assert scroll <= width, f"the page scrolls sideways at {width} px: {scroll} px wide"
 
     def close(self) -> None:
-        self.context.close()
+        self.page.close()
         assert self.problems == [], "\n".join(self.problems)
 
 
