@@ -8,6 +8,8 @@ online-softmax attention against PyTorch's fused kernel.
    heads, 4 key/value heads, d = 768, SwiGLU width 2048 (``swiglu_hidden(768)``: the parameters of
    GPT-2's 4d GELU MLP), GPT-2's vocabulary of 50,257, float32, 1 thread. Interleaved runs
    (alternating which goes first), medians, their ratio, and whether the tokens are identical.
+   The same on the architecture shrunk to d = 64 (``decode_overhead``): there the per-step
+   overhead of each loop, not the weights' matrix products, sets the pace.
 2. **GQA at long context** -- one decoding step (one token, ``last_only``) over a KV cache holding
    ``C`` tokens, for the same model with 12, 4 and 1 key/value heads (12 query heads each); the
    cache is filled with random keys and values (a step's time does not depend on them). Also the
@@ -166,7 +168,18 @@ def decode_hf(model, prompt, new_tokens):
 
 def bench_decode(s: dict) -> dict:
     """Part 1: tokens/s of both implementations, interleaved, same weights, same prompt."""
-    cfg = llama_config(s)
+    return _decode(s, llama_config(s))
+
+
+def bench_overhead(s: dict) -> dict:
+    """Part 1b: the same comparison on the same architecture shrunk to d = 64, 4 heads (2 K/V
+    heads), vocabulary 256: the matrix products become tiny and what is left is each loop's
+    per-step overhead (masks, logits processors, cache bookkeeping)."""
+    small = dict(s, n_embd=64, n_head=4, n_kv_head=2, vocab_size=256)
+    return _decode(small, llama_config(small))
+
+
+def _decode(s: dict, cfg: LlamaConfig) -> dict:
     hf, ours, how = build_pair(cfg)
     g = torch.Generator().manual_seed(1)
     prompt = torch.randint(0, cfg.vocab_size, (1, s["prompt_tokens"]), generator=g)
@@ -349,7 +362,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=None, help="interleaved runs per measurement")
     p.add_argument("--threads", type=int, default=1, help="torch threads (same for both)")
     p.add_argument(
-        "--parts", default="decode,gqa,online", help="comma-separated: decode, gqa, online"
+        "--parts",
+        default="decode,overhead,gqa,online",
+        help="comma-separated: decode, overhead, gqa, online",
     )
     p.add_argument("--json", default=None, help="output file ('' to skip; default "
                    "benchmarks/results_llama.json, none with --quick)")  # fmt: skip
@@ -360,9 +375,9 @@ def main(argv: list[str] | None = None) -> dict:
             p.error("--repeats must be >= 1")
         s["repeats"] = args.repeats
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
-    unknown = set(parts) - {"decode", "gqa", "online"}
+    unknown = set(parts) - {"decode", "overhead", "gqa", "online"}
     if unknown or not parts:
-        p.error(f"--parts takes decode, gqa, online; got {args.parts!r}")
+        p.error(f"--parts takes decode, overhead, gqa, online; got {args.parts!r}")
     json_path = args.json
     if json_path is None:
         json_path = "" if args.quick else str(HERE / "results_llama.json")
@@ -389,6 +404,8 @@ def main(argv: list[str] | None = None) -> dict:
     }  # fmt: skip
     if "decode" in parts:
         res["decode"] = bench_decode(s)
+    if "overhead" in parts:
+        res["decode_overhead"] = bench_overhead(s)
     if "gqa" in parts:
         res["gqa"] = bench_gqa(s)
     if "online" in parts:

@@ -29,6 +29,8 @@ def test_quick_benchmark_smoke(tmp_path):
     assert decode["identical_tokens"] is True  # same weights, greedy: same tokens
     assert decode["logits_max_abs_diff"] < 1e-4
     assert decode["config"]["weights"] == "save_pretrained + load_llama"
+    assert res["decode_overhead"]["identical_tokens"] is True
+    assert res["decode_overhead"]["config"]["n_embd"] == 64
     assert {r["n_kv_head"] for r in res["gqa"]["rows"]} == {4, 1}
     mha = [r for r in res["gqa"]["rows"] if r["n_kv_head"] == 4]
     assert all(r["step_speedup_vs_mha"] == 1.0 for r in mha)
