@@ -249,7 +249,8 @@ def online_softmax_attention(
 
     and at the end ``out = acc / total`` is exactly ``softmax(scores) @ v``. The largest tensor alive is
     one block of scores, ``(B, H, N, block_size)``: the ``(N, M)`` matrix never exists. Blocks that a
-    causal mask or a ``window`` hides entirely are skipped, not computed.
+    ``window`` hides from every query are skipped, not computed (the causal mask hides no whole
+    block: the last query sees every key).
 
     The last block may be shorter (``block_size`` need not divide ``M``). Query heads share
     key/value heads as in :func:`sdpa_attention` (grouped-query attention).
