@@ -11,14 +11,20 @@ The package behind the notebook book. One module per stage of the pipeline:
     viz, widgets, exercises, notebook: what the notebooks draw, play with and check
 
 ``load_book_model()`` and ``load_book_encoding()`` give the book's trained Shakespeare model and
-its encoding, offline.
+its encoding, offline; ``load_book_llama_model()`` its Llama-family twin (notebook 14).
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["load_book_model", "load_book_draft_model", "load_book_encoding", "__version__"]
+__all__ = [
+    "load_book_model",
+    "load_book_draft_model",
+    "load_book_llama_model",
+    "load_book_encoding",
+    "__version__",
+]
 
 
 def load_book_model(*args, **kwargs):
@@ -31,6 +37,14 @@ def load_book_model(*args, **kwargs):
 def load_book_draft_model(*args, **kwargs):
     """The book's draft model (see :func:`nexttoken.book.load_book_draft_model`)."""
     from .book import load_book_draft_model as _load
+
+    return _load(*args, **kwargs)
+
+
+def load_book_llama_model(*args, **kwargs):
+    """The book model's Llama-family twin, notebook 14 (see
+    :func:`nexttoken.book.load_book_llama_model`)."""
+    from .book import load_book_llama_model as _load
 
     return _load(*args, **kwargs)
 
