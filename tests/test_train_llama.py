@@ -126,3 +126,32 @@ def test_ship_llama_model_writes_a_checked_card(tmp_path, monkeypatch):
     train_model(_llama(), _data(), _data(100), cfg, out_dir=tmp_path / "tiny", progress=False)
     with pytest.raises(ValueError, match="does not hold a book-llama run"):
         ship_llama_model(tmp_path / "tiny", tmp_path)
+
+
+def test_the_shipped_llama_twin_loads_checked(tmp_path, monkeypatch):
+    import shutil
+
+    import nexttoken
+    import nexttoken.book as book
+
+    model = nexttoken.load_book_llama_model()
+    card = json.loads((book.assets_dir() / LLAMA_CARD_JSON).read_text())
+    assert model.config == book_llama_config() and not model.training
+    assert model.num_parameters() == card["parameters"] == 4_270_336
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert (
+        card["train_config"]
+        == json.loads((book.assets_dir() / "book_model.json").read_text())["train_config"]
+    )  # trained exactly as the book model
+    assert card["size_bytes"] <= 20_000_000
+    for name in (LLAMA_FILE, LLAMA_CARD_JSON):
+        shutil.copy(book.assets_dir() / name, tmp_path / name)
+    with open(tmp_path / LLAMA_FILE, "r+b") as f:  # one byte of the last tensor changed
+        f.seek(-3, 2)
+        byte = f.read(1)
+        f.seek(-3, 2)
+        f.write(bytes([byte[0] ^ 1]))
+    monkeypatch.setattr(book, "assets_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match="sha256 mismatch for book_llama_model.safetensors"):
+        book.load_book_llama_model()
+    assert isinstance(book.load_book_llama_model(verify=False), Llama)
