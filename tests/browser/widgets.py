@@ -128,6 +128,15 @@ WIDGETS = (
         ),
     ),
     Widget(
+        "13_why_this_token.ipynb",
+        "nt-inspect",
+        (
+            # the second prompt; the slider then moves from position 3 to 4
+            Control("prompt", "dropdown", lambda v: f"{v!r}, position 3 ("),
+            Control("position", "slider", lambda v: f"position {_int(v)} ("),
+        ),
+    ),
+    Widget(
         "14_todays_decoders.ipynb",
         "nt-rope",
         (
