@@ -5,8 +5,8 @@
 - ``book.onnx``: the shipped book model exported by :func:`nexttoken.onnx_export.export_onnx`
   (a build product, never committed; the tied embedding stored once);
 - ``book.tiktoken``: the book encoding's ranks, checked against ``BOOK_RANKS_SHA256`` first;
-- ``manifest.json``: the model's shape, the special token, and each file's sha256 (the page checks
-  the ranks and the model against them before using them);
+- ``manifest.json``: the model's shape, the special token, and the sha256 of the ranks, the model
+  and the wasm (the page checks each before using it);
 - ``nt-model.js`` (the ``window.nexttoken`` API; the one script a page includes), ``nt-bpe.js``
   (the tokenizer) from ``website/js/``;
 - ONNX Runtime Web's WebAssembly build only (``ort.wasm.min.js``, ``ort-wasm-simd-threaded.mjs``
@@ -65,6 +65,8 @@ def vendor_live(folder: Path) -> dict:
     end = load_book_encoding().encode(ENDOFTEXT, allowed_special="all")  # [its id]
     manifest = {
         "runtime": ORT_FILES[0],
+        "wasmModule": ORT_FILES[1],
+        "wasm": {"file": ORT_FILES[2], "sha256": sha256(folder / ORT_FILES[2])},
         "onnxruntime_web": _ort_version(),
         "config": {
             "vocabSize": cfg.vocab_size,

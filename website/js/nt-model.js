@@ -10,7 +10,7 @@
 //   ready                      Promise of {vocabSize, blockSize, nLayer, nHead, endOfText}; rejects
 //                              with a readable Error (no WebAssembly, a file missing or changed)
 //   status, error              "idle" | "loading" | "ready" | "failed", and the error message
-//   timings                    ms from the start of loading to: scripts, files checked, session
+//   timings                    ms from the start of loading to: files loaded, files checked, session
 //   encode(text) -> ids        as Python's load_book_encoding().encode(text, allowed_special="all")
 //   decode(ids) -> text
 //   nextTokenProbs(ids, {temperature = 1, topK = null, topP = null}) -> Promise<Float32Array(V)>
@@ -77,19 +77,21 @@
     });
   }
 
-  async function fetchBytes(name) {
+  async function fetchOk(name) {
     const response = await fetch(BASE + name);
     if (!response.ok) throw new Error(`could not load ${name} (HTTP ${response.status})`);
-    return new Uint8Array(await response.arrayBuffer());
+    return response;
   }
 
-  async function checked(name, sha256) {
-    const bytes = await fetchBytes(name);
+  async function fetchBytes(name) {
+    return new Uint8Array(await (await fetchOk(name)).arrayBuffer());
+  }
+
+  async function check(entry, bytes) {
     const got = await window.NtBpe.sha256Hex(bytes);
-    if (got !== sha256) {
-      throw new Error(`${name} was changed: its sha256 is ${got}, expected ${sha256}`);
+    if (got !== entry.sha256) {
+      throw new Error(`${entry.file} was changed: its sha256 is ${got}, expected ${entry.sha256}`);
     }
-    return bytes;
   }
 
   function start() {
@@ -120,16 +122,27 @@
     const t0 = performance.now();
     const lap = (name) => (api.timings[name] = Math.round(performance.now() - t0));
     const manifest = await (await fetchOk("manifest.json")).json();
-    await Promise.all([loadScript(BASE + "nt-bpe.js"), loadScript(BASE + manifest.runtime)]);
-    lap("scripts");
-    const [ranks, model] = await Promise.all([
-      checked(manifest.ranks.file, manifest.ranks.sha256),
-      checked(manifest.model.file, manifest.model.sha256),
+    // every file at once, before any check or compile: a page's downloads end together (a page
+    // left early never has one in flight), and the runtime reads the wasm and its module from here
+    const [ranks, model, wasm] = await Promise.all([
+      fetchBytes(manifest.ranks.file),
+      fetchBytes(manifest.model.file),
+      fetchBytes(manifest.wasm.file),
+      loadScript(BASE + "nt-bpe.js"),
+      loadScript(BASE + manifest.runtime),
+      import(BASE + manifest.wasmModule), // the same URL the runtime imports: loaded once
+    ]);
+    lap("files loaded");
+    await Promise.all([
+      check(manifest.ranks, ranks),
+      check(manifest.model, model),
+      check(manifest.wasm, wasm),
     ]);
     lap("files checked");
     bpe = new window.NtBpe.Encoding(new TextDecoder().decode(ranks), manifest.special);
     const ort = window.ort;
     ort.env.wasm.wasmPaths = BASE;
+    ort.env.wasm.wasmBinary = wasm; // checked above: the runtime does not fetch it again
     ort.env.wasm.numThreads = 1; // threads need cross-origin isolation, which a static host lacks
     ort.env.wasm.proxy = false;
     ort.env.logLevel = "error";
@@ -140,12 +153,6 @@
     lap("session");
     cfg = manifest.config;
     return { ...cfg };
-  }
-
-  async function fetchOk(name) {
-    const response = await fetch(BASE + name);
-    if (!response.ok) throw new Error(`could not load ${name} (HTTP ${response.status})`);
-    return response;
   }
 
   function needReady() {
