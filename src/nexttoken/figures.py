@@ -184,6 +184,15 @@ def _speculative_tradeoff() -> Figure:
     return tradeoff_figure(tradeoff_rows(res, "book", drafts), title=title)
 
 
+def _book_vs_llama_loss() -> Figure:
+    from .book import load_llama_training_log, load_training_log
+    from .viz.modern import loss_curves_figure
+
+    logs = {"GPT (book model)": load_training_log(), "Llama twin": load_llama_training_log()}
+    title = "The book model and its Llama-family twin: same size, data, batches and schedule"
+    return loss_curves_figure(logs, title=title)
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "pipeline.png": lambda: pipeline_figure(),
     "tokens_chips.png": _tokens_chips,  # notebook 01
@@ -202,6 +211,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "speculative_acceptance.png": _speculative_acceptance,  # notebook 11 (results_faster.json)
     "speculative_tradeoff.png": _speculative_tradeoff,  # notebook 11 (results_faster.json)
     "tensor_parallel_block.png": _tensor_parallel_block,  # notebook 12
+    "book_vs_llama_loss.png": _book_vs_llama_loss,  # notebook 14 (the two training logs)
 }
 
 
