@@ -33,6 +33,7 @@
 (function () {
   "use strict";
 
+  if (window.nexttoken) return; // included twice on one page: the first one serves both
   const script = document.currentScript;
   const BASE = new URL(".", script ? script.src : window.location.href).href;
 
