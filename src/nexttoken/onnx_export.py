@@ -104,7 +104,7 @@ def export_onnx(model: GPT, path: str | os.PathLike) -> Path:
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             # the TorchScript exporter (torch is pinned): 3 s and one self-contained file, where
             # the dynamo exporter takes ~30 s and writes the weights to a second file
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(
                 step,
                 (ids, past),
