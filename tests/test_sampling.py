@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nexttoken import sampling
@@ -70,8 +70,17 @@ def test_top_p_keeps_the_smallest_nucleus_and_always_the_top_token():
     assert torch.isfinite(top_p_filter(x, 1e-9)).tolist() == [True, False, False, False]
 
 
+def test_top_p_breaks_ties_by_token_id():
+    kept = torch.isfinite(top_p_filter(torch.zeros(17, dtype=torch.float64), 0.5))
+    assert kept.tolist() == [True] * 9 + [False] * 8
+    kept = torch.isfinite(top_p_filter(torch.tensor([1.0, 3.0, 0.0, 3.0]), 0.3))
+    assert kept.tolist() == [False, True, False, False]
+
+
 @settings(max_examples=60, deadline=None)
 @given(values=logit_lists, p=st.floats(0.01, 1.0))
+# all tied: the kept ones are the lowest ids, argmax's among them
+@example(values=[0.0] * 17, p=0.5)
 def test_top_p_mass_reaches_p(values, p):
     x = torch.tensor(values, dtype=torch.float64)
     kept = torch.isfinite(top_p_filter(x, p))

@@ -172,7 +172,9 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def _top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    # stable: equal logits stay in token-id order, so the token argmax names (the first of equal
+    # maxima) is the one always kept, on every CPU (the website's sampler breaks ties the same way)
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True, stable=True)
     probs = _softmax(sorted_logits)
     cumulative = probs.cumsum(dim=-1)
     # drop a token when the tokens ranked above it already reach p; never drop the top one
