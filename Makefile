@@ -65,7 +65,7 @@ figures: setup
 # Browser tests (tests/browser/): every widget run and driven in JupyterLab in Chromium, and every
 # notebook's saved widgets shown without a kernel. `make test` runs them when Chromium is here.
 browser: setup
-	$(BIN)/python -m pytest tests/browser -q -p no:randomly -n 2 --dist loadgroup $(BROWSER_ARGS)
+	$(BIN)/python -m pytest tests/browser -q -p no:randomly $(BROWSER_ARGS)
 
 browser-or-skip: setup
 	@why="$$($(BIN)/python tests/browser/browserlab.py)"; \

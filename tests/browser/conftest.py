@@ -38,24 +38,13 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).parent
-    ours = [item for item in items if Path(item.path).is_relative_to(here)]
     reason = unavailable_reason()
     if reason:
         skip = pytest.mark.skip(reason=f"browser tests skipped: {reason}")
-        for item in ours:  # this hook sees every test of the session: only ours are skipped
-            item.add_marker(skip)
-    for item in ours:  # `make browser` runs them on 2 xdist workers (--dist loadgroup)
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-
-
-def _group(item) -> str:
-    """Tests that share a module-scoped JupyterLab server run on the same xdist worker: one group
-    per widget notebook (test_widgets.py starts one server per notebook), one per other module."""
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    widget = params.get("ran")
-    module = Path(item.path).stem
-    return f"{module}:{widget.notebook}" if widget is not None else module
+        here = Path(__file__).parent
+        for item in items:  # this hook sees every test of the session: only ours are skipped
+            if Path(item.path).is_relative_to(here):
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
