@@ -11,11 +11,10 @@ import torch
 from nexttoken.book import (
     LLAMA_CARD_JSON,
     LLAMA_FILE,
-    _load_llama_file,
     book_llama_config,
     ship_llama_model,
 )
-from nexttoken.checkpoint import sha256_file
+from nexttoken.checkpoint import load_model, sha256_file
 from nexttoken.cli import main
 from nexttoken.configs import get_config
 from nexttoken.llama import Llama, LlamaConfig
@@ -72,7 +71,7 @@ def test_a_llama_trains_and_resumes_bit_for_bit(tmp_path):
     assert log_b["losses"] == log["losses"]
     for (name, p), q in zip(whole.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
-    saved = _load_llama_file(tmp_path / "a" / "model.safetensors")
+    saved = load_model(tmp_path / "a" / "model.safetensors")
     ids = _data(12)[None]
     assert torch.equal(saved(ids), whole.eval()(ids))
     assert saved.lm_head.weight is saved.model.embed_tokens.weight  # tied after loading
@@ -121,7 +120,7 @@ def test_ship_llama_model_writes_a_checked_card(tmp_path, monkeypatch):
     assert card["command"] == "python -m nexttoken train x"
     assert card["held_out_metrics"] == metrics(model)  # measured on the shipped weights
     assert card["held_out_metrics_sliding"]["windows"] == "stride 128"
-    shipped = _load_llama_file(tmp_path / LLAMA_FILE)
+    shipped = load_model(tmp_path / LLAMA_FILE)
     ids = _data(12)[None]
     assert torch.equal(shipped(ids), model.eval()(ids))
     train_model(_llama(), _data(), _data(100), cfg, out_dir=tmp_path / "tiny", progress=False)

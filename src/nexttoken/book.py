@@ -411,47 +411,17 @@ def load_book_llama_model(*, verify: bool = True, dtype: torch.dtype | None = No
     book model was (same corpus, encoding, steps, batches, schedule and seed), in eval mode, from
     ``assets/book_llama_model.safetensors``. With ``verify`` (the default) the file's sha256 must
     equal the one in ``book_llama_model.json``."""
-    from .checkpoint import _check_dtype
+    from .checkpoint import load_model
 
     if not isinstance(verify, bool):
         raise TypeError(f"verify must be True or False, got {verify!r}")
-    _check_dtype(dtype)
     path = assets_dir() / LLAMA_FILE
     if not path.exists():
         raise FileNotFoundError(f"the book's Llama model is missing: {path}")
-    if verify:
-        expected = json.loads((assets_dir() / LLAMA_CARD_JSON).read_text())["sha256"]
-        got = sha256_file(path)
-        if got != expected:
-            raise ValueError(f"sha256 mismatch for {path.name}: got {got}, expected {expected}")
-    return _load_llama_file(path, dtype)
-
-
-def _load_llama_file(path: Path, dtype: torch.dtype | None = None):
-    """A Llama from a training-run checkpoint (``nexttoken.train``'s ``nexttoken-llama`` format:
-    safetensors, the config in the ``nexttoken`` metadata key, a tied output layer stored once)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from .checkpoint import _float_tensor
-    from .llama import Llama, LlamaConfig
-
-    with safe_open(str(path), "pt") as f:
-        info = json.loads((f.metadata() or {}).get("nexttoken", "{}"))
-    if info.get("format") != "nexttoken-llama":
-        raise ValueError(
-            f"{path} is not a nexttoken Llama checkpoint (format {info.get('format')!r})"
-        )
-    config = LlamaConfig(**info["config"])
-    with torch.random.fork_rng(devices=[]):  # loading never changes the random numbers drawn next
-        model = Llama(config)
-    state = {k: _float_tensor(t, k, path) for k, t in load_file(str(path)).items()}
-    if config.tie_embeddings:
-        state["lm_head.weight"] = state["model.embed_tokens.weight"]  # tied: stored once
-    model.load_state_dict(state)  # strict: names any missing or unexpected tensor
-    if dtype is not None:
-        model = model.to(dtype)
-    return model.eval()
+    expected = (
+        json.loads((assets_dir() / LLAMA_CARD_JSON).read_text())["sha256"] if verify else None
+    )
+    return load_model(path, expected_sha256=expected, dtype=dtype)
 
 
 def load_llama_training_log(directory: str | os.PathLike | None = None) -> dict:
@@ -472,6 +442,7 @@ def ship_llama_model(
     """Copy the Llama twin trained in ``run_dir`` (``python -m nexttoken train --arch llama``) into
     the package (fp32 safetensors), with its training log and card; the held-out loss is measured
     on the shipped weights, as the book model's. Returns the card."""
+    from .checkpoint import load_model
     from .data import HELD_OUT, load_plays
     from .train import _save_checkpoint
 
@@ -480,8 +451,8 @@ def ship_llama_model(
     if log["config"].get("name") != "book-llama":
         raise ValueError(f"{run_dir} does not hold a book-llama run")
     weights = directory / LLAMA_FILE
-    _save_checkpoint(_load_llama_file(run_dir / "model.safetensors"), weights)
-    shipped = _load_llama_file(weights)  # what a reader gets
+    _save_checkpoint(load_model(run_dir / "model.safetensors"), weights)
+    shipped = load_model(weights)  # what a reader gets
     plays = load_plays()
     card = {
         "name": "book-llama",
