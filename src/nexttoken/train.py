@@ -298,38 +298,14 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def _save_checkpoint(model: GPT, path: Path) -> None:
-    """A GPT through :func:`~nexttoken.checkpoint.save_model`; a Llama as safetensors in the same
-    layout (the tied output projection stored once, the config as JSON in the ``nexttoken``
-    metadata key, with ``"format": "nexttoken-llama"``), written atomically."""
-    if isinstance(model, GPT):
-        save_model(model, path)
-        return
-    from safetensors.torch import save_file
-
-    tied = model.config.tie_embeddings
-    tensors = {
-        k: v.detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-        if not (tied and k == "lm_head.weight")
-    }
-    info = {"format": "nexttoken-llama", "config": dataclasses.asdict(model.config)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, tmp, metadata={"nexttoken": json.dumps(info, sort_keys=True)})
-    os.replace(tmp, path)
+def _save_checkpoint(model, path: Path) -> None:
+    """The model (GPT or Llama) through :func:`~nexttoken.checkpoint.save_model`, atomically."""
+    save_model(model, path)
 
 
-def _load_state(model: GPT, path: Path) -> None:
+def _load_state(model, path: Path) -> None:
     """Load the weights saved by :func:`_save_checkpoint` into ``model`` (resuming a run)."""
-    if isinstance(model, GPT):
-        model.load_state_dict(load_model(path).state_dict())
-        return
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
-    if model.config.tie_embeddings:
-        state["lm_head.weight"] = state["model.embed_tokens.weight"]
-    model.load_state_dict(state)  # strict: names any missing or unexpected tensor
+    model.load_state_dict(load_model(path).state_dict())
 
 
 def _write_log(out_dir: Path, log: dict) -> None:
