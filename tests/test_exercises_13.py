@@ -16,6 +16,7 @@ from nexttoken.exercises import inspect as ex
 from nexttoken.viz.inspect import (
     attribution_figure,
     divergence_figure,
+    grown_history_figure,
     head_scores_figure,
     layer_labels,
     lens_attribution_figure,
@@ -221,6 +222,13 @@ def test_figures_draw_and_say_what_they_show():
     assert isinstance(head_scores_figure(torch.rand(4, 4), "prev"), Figure)
     fig = phase_change_figure([0, 10, 20], {"first": [5, 4, 3]}, {"ind": [0, 0.1, 0.9]}, mark=10)
     assert isinstance(fig, Figure)
+    rows = [
+        dict(step=s, loss_first=3.5, loss_second=l2, induction=i, previous=0.9)
+        for s, l2, i in [(0, 3.5, 0.0), (50, 2.0, 0.6), (100, 1.0, 0.8)]
+    ]
+    fig = grown_history_figure(rows)
+    assert figure_title(fig).startswith("a 2-layer attention-only model")
+    assert [line.get_xdata()[0] for line in fig.axes[0].lines][-1] == 50  # the phase change mark
     fig = patching_figure(np.eye(2, 3), ["resid 0", "resid 1"], ["a", "b", "c"], "patch")
     assert "patch" in figure_title(fig)
     fig = divergence_figure({"embed": 0.0, "blocks.0.hook_attn_out": 1e-6, "x": 1e-3}, 1e-5)
@@ -244,6 +252,7 @@ def test_figures_draw_and_say_what_they_show():
         lambda: phase_change_figure([], {"a": []}, {"b": []}),
         lambda: phase_change_figure([1, 2], {"a": [1]}, {"b": [1, 2]}),
         lambda: phase_change_figure([1], {}, {"b": [1]}),
+        lambda: grown_history_figure([]),
         lambda: patching_figure(np.eye(2), ["a"], ["b", "c"]),
         lambda: divergence_figure({}, 1e-5),
         lambda: divergence_figure({"a": 1.0}, 0),

@@ -198,42 +198,53 @@ def test_attention_only_gpt_has_no_mlp_and_runs():
 
 # growing an induction head
 
-TINY = dict(n_embd=16, vocab_size=16, n_ctx=16, batch_size=4, eval_every=2)
+TINY = dict(n_embd=16, vocab_size=16, n_ctx=16, batch_size=4, eval_every=2, previous_steps=2)
 
 
-def test_training_batch_repeats_a_stretch():
+def test_copy_batch_repeats_a_stretch():
     g = torch.Generator().manual_seed(0)
-    x = heads.training_batch(g, batch_size=8, n_ctx=16, vocab_size=16, echo=0.0)
+    x = heads.copy_batch(g, batch_size=8, n_ctx=16, vocab_size=16)
     assert x.shape == (8, 16) and x.dtype == torch.long
     for row in x.tolist():  # some n in [2, 8]: row[n:2n] == row[:n]
         assert any(row[n : 2 * n] == row[:n] for n in range(2, 9))
-    again = heads.training_batch(
-        torch.Generator().manual_seed(0), batch_size=8, n_ctx=16, vocab_size=16, echo=0.0
+    again = heads.copy_batch(
+        torch.Generator().manual_seed(0), batch_size=8, n_ctx=16, vocab_size=16
     )
     assert torch.equal(x, again)
 
 
-def test_training_batch_echo_repeats_two_back():
-    g = torch.Generator().manual_seed(0)
-    x = heads.training_batch(g, batch_size=64, n_ctx=16, vocab_size=16, echo=1.0)
-    # before the copied stretch ends, every token is the table's image of the one two back
+def test_echo_batch_repeats_two_back():
     table = heads.echo_table(16)
     assert sorted(table.tolist()) == list(range(16))
-    n_ok = 0
-    for row in x.tolist():
-        n = next(n for n in range(2, 9) if row[n : 2 * n] == row[:n])
-        assert all(row[t] == int(table[row[t - 2]]) for t in range(2, n))
-        n_ok += n > 2
-    assert n_ok > 0
-    w = heads.training_batch(
-        torch.Generator().manual_seed(0), batch_size=64, n_ctx=16, vocab_size=16, echo=0.0
+    x = heads.echo_batch(
+        torch.Generator().manual_seed(0), batch_size=64, n_ctx=16, vocab_size=16, echo=1.0
     )
-    assert not torch.equal(x, w)
+    assert x.shape == (64, 16)
+    assert all(row[t] == int(table[row[t - 2]]) for row in x.tolist() for t in range(2, 16))
+    half = heads.echo_batch(
+        torch.Generator().manual_seed(0), batch_size=64, n_ctx=16, vocab_size=16, echo=0.5
+    )
+    hits = (half[:, 2:] == table[half[:, :-2]]).double().mean()
+    assert 0.45 < hits < 0.6  # half the tokens echo, and a random one matches 1 time in 16
+
+
+def test_second_stage_freezes_layer_0_and_turns_it_down():
+    model = heads.AttentionOnlyGPT(
+        heads.GPTConfig(vocab_size=16, block_size=16, n_layer=2, n_head=1, n_embd=16)
+    )
+    before = model.transformer.h[0].attn.c_proj.weight.detach().clone()
+    opt = heads._second_stage(model, 0.05, 1e-3)
+    assert torch.equal(model.transformer.h[0].attn.c_proj.weight, before * 0.05)
+    trained = {id(p) for group in opt.param_groups for p in group["params"]}
+    for name, p in model.named_parameters():
+        frozen = name.startswith(("transformer.wte", "transformer.wpe", "transformer.h.0."))
+        assert p.requires_grad is not frozen and (id(p) in trained) is not frozen, name
 
 
 def test_grow_history_rows_and_determinism():
     model, history = heads.grow_induction_head(steps=4, seed=0, **TINY)
     assert isinstance(model, heads.AttentionOnlyGPT) and not model.training
+    assert all(p.requires_grad for p in model.parameters())  # handed back trainable
     assert [r["step"] for r in history] == [0, 2, 4]
     assert set(history[0]) == {
         "step",
@@ -265,6 +276,10 @@ def test_grow_bad_input():
         heads.grow_induction_head(steps=-1)
     with pytest.raises(ValueError, match="eval_every must be an int >= 1"):
         heads.grow_induction_head(steps=1, eval_every=0)
+    with pytest.raises(ValueError, match=r"quiet must be a number in \(0, 1\]"):
+        heads.grow_induction_head(steps=1, quiet=0)
+    with pytest.raises(ValueError, match="n_layer must be 2"):
+        heads.grow_induction_head(steps=1, n_layer=3)
 
 
 def test_phase_change_step():
@@ -295,3 +310,49 @@ def test_save_and_load_grown_round_trip(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="sha256 mismatch"):
         heads.load_grown(tmp_path)
+
+
+# the committed grown model (python -m nexttoken.heads --out src/nexttoken/assets)
+
+
+def test_committed_grown_model_has_an_induction_head():
+    model, history = heads.load_grown()  # sha256 checked
+    last = history[-1]
+    assert last["step"] == heads.GROWN_RECIPE["steps"]
+    assert last["induction_head"] == "L1H0" and last["induction"] > 0.6
+    assert last["previous_head"] == "L0H0" and last["previous"] > 0.9
+    assert (
+        last["loss_first"] - last["loss_second"] > 1.5
+    )  # the repeat is predicted from the context
+    # the phase change: flat through the first stage, then the score jumps with the loss falling
+    step = heads.phase_change_step(history)
+    assert heads.GROWN_RECIPE["previous_steps"] < step < heads.GROWN_RECIPE["steps"]
+    at = {r["step"]: r for r in history}
+    assert at[heads.GROWN_RECIPE["previous_steps"]]["induction"] < 0.1
+    # the weights measure now what the history says (any CPU: float64, 2 decimals)
+    probe = dict(seq_len=16, n_seqs=64, seed=1)
+    assert round(float(heads.induction_scores(model, **probe)[1, 0]), 2) == round(
+        last["induction"], 2
+    )
+    prev = heads.previous_token_scores(model, **probe)
+    assert round(float(prev[0, 0]), 2) == round(last["previous"], 2)
+
+
+def test_committed_history_is_reproduced_by_retraining_its_start():
+    _, log = heads.load_grown()
+    recipe = {k: v for k, v in heads.GROWN_RECIPE.items() if k not in ("steps", "seed")}
+    _, early = heads.grow_induction_head(steps=100, seed=heads.GROWN_RECIPE["seed"], **recipe)
+    for mine, theirs in zip(early, log, strict=False):
+        assert mine["step"] == theirs["step"]
+        for key in ("loss_first", "loss_second", "induction", "previous"):
+            assert round(mine[key], 2) == round(theirs[key], 2), (mine["step"], key)
+        assert mine["previous_head"] == theirs["previous_head"]
+
+
+def test_ablating_the_previous_token_head_breaks_the_induction_head():
+    model, _ = heads.load_grown()
+    probe = dict(seq_len=16, n_seqs=64, seed=1)
+    with torch.no_grad():
+        model.transformer.h[0].attn.c_proj.weight.zero_()
+        model.transformer.h[0].attn.c_proj.bias.zero_()
+    assert float(heads.induction_scores(model, **probe)[1, 0]) < 0.2  # K-composition: no key left

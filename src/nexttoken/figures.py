@@ -184,6 +184,13 @@ def _speculative_tradeoff() -> Figure:
     return tradeoff_figure(tradeoff_rows(res, "book", drafts), title=title)
 
 
+def _induction_phase_change() -> Figure:
+    from .heads import load_grown
+    from .viz.inspect import grown_history_figure
+
+    return grown_history_figure(load_grown()[1])
+
+
 def _book_vs_llama_loss() -> Figure:
     from .book import load_llama_training_log, load_training_log
     from .viz.modern import loss_curves_figure
@@ -211,6 +218,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "speculative_acceptance.png": _speculative_acceptance,  # notebook 11 (results_faster.json)
     "speculative_tradeoff.png": _speculative_tradeoff,  # notebook 11 (results_faster.json)
     "tensor_parallel_block.png": _tensor_parallel_block,  # notebook 12
+    "induction_phase_change.png": _induction_phase_change,  # notebook 13 (the committed history)
     "book_vs_llama_loss.png": _book_vs_llama_loss,  # notebook 14 (the two training logs)
 }
 

@@ -10,9 +10,9 @@ measured on repeated random tokens, where nothing but copying can predict the se
 - :func:`induction_scores` / :func:`previous_token_scores`: per head ``(L, H)``, the mean attention
   to the token after the previous occurrence of the current token / to the previous position;
 - :func:`copy_losses`: a model's loss on a passage, and on the same passage repeated right after it;
-- :func:`grow_induction_head`: a small attention-only model (:class:`AttentionOnlyGPT`) trained on
-  repeated random sequences, with the phase change in its history: the loss on the repeat falls
-  as an induction head's score rises.
+- :func:`grow_induction_head`: a small attention-only model (:class:`AttentionOnlyGPT`) that grows
+  a previous-token head, then an induction head composing with it, with the phase change in its
+  history: the loss on the repeat falls as the induction head's score rises.
 
 Attention patterns are read by :func:`nexttoken.inspect.trace` (forward hooks, the model's code
 untouched).
@@ -45,7 +45,8 @@ __all__ = [
     "AttentionOnlyGPT",
     "GROWN_RECIPE",
     "echo_table",
-    "training_batch",
+    "echo_batch",
+    "copy_batch",
     "grow_induction_head",
     "phase_change_step",
     "save_grown",
@@ -213,43 +214,37 @@ class AttentionOnlyGPT(GPT):
 
 
 GROWN_RECIPE = dict(
-    steps=1500,
+    steps=3000,
+    previous_steps=300,
     seed=0,
     n_layer=2,
-    n_head=2,
+    n_head=1,
     n_embd=64,
     vocab_size=32,
     n_ctx=32,
     batch_size=32,
-    lr=1e-2,
-    init_std=0.15,
+    lr=3e-3,
     echo=0.5,
+    quiet=0.05,
     eval_every=50,
 )
 """The recipe of the committed grown model (:func:`load_grown`); :func:`grow_induction_head`'s
-defaults."""
+defaults. ``steps`` counts both stages; the first ``previous_steps`` grow the previous-token head."""
 
 
 def echo_table(vocab_size: int) -> torch.Tensor:
-    """The fixed permutation of ``range(vocab_size)`` that :func:`training_batch`'s rule follows
+    """The fixed permutation of ``range(vocab_size)`` that :func:`echo_batch`'s rule follows
     (``torch.randperm`` seeded 0): long ``(vocab_size,)``."""
     return torch.randperm(vocab_size, generator=torch.Generator().manual_seed(0))
 
 
-def training_batch(
+def echo_batch(
     g: torch.Generator, *, batch_size: int, n_ctx: int, vocab_size: int, echo: float
 ) -> torch.Tensor:
-    """Random token rows ``(batch_size, n_ctx)`` where copying pays, in two ways.
-
-    - Each token, with probability ``echo``, is fixed by the token two places back through a fixed
-      random table (:func:`echo_table`, ``A B -> table[A]``): a head that reads the previous token
-      pays on its own (in real text the previous token tells a lot about the next one; here it is
-      the only rule). A table rather than a plain repeat: the previous-token head then writes
-      ``table[A]``, which a later head can tell apart from the token's own embedding.
-    - A stretch of ``n`` tokens (``n`` drawn in ``[2, n_ctx // 2]`` for each row) comes again right
-      after itself, then the row goes on. Only a head that finds the earlier occurrence of the
-      current token and reads what came next (an induction head) predicts the repeat; ``n``
-      varies, so no head that looks a fixed distance back can.
+    """Rows ``(batch_size, n_ctx)`` where reading the *previous* token pays: random tokens, except
+    that each token from position 2 on is, with probability ``echo``, fixed by the token two places
+    back through a fixed random table (:func:`echo_table`, ``A B -> table[A]``). At the position of
+    ``B``, the next token depends on the token before it: a previous-token head predicts it.
 
     Integer draws from ``g`` only: the same rows on every machine.
     """
@@ -258,6 +253,17 @@ def training_batch(
     echoes = torch.rand(batch_size, n_ctx, generator=g) < echo
     for t in range(2, n_ctx):
         w[:, t] = torch.where(echoes[:, t], table[w[:, t - 2]], w[:, t])
+    return w
+
+
+def copy_batch(g: torch.Generator, *, batch_size: int, n_ctx: int, vocab_size: int) -> torch.Tensor:
+    """Rows ``(batch_size, n_ctx)`` where copying pays: random tokens whose first ``n`` come again
+    right after themselves (``n`` drawn in ``[2, n_ctx // 2]`` for each row), then the row goes on.
+    Only a head that finds the earlier occurrence of the current token and reads what came next (an
+    induction head) predicts the repeat; ``n`` varies, so no head that looks a fixed distance back
+    can. Integer draws from ``g`` only: the same rows on every machine.
+    """
+    w = torch.randint(0, vocab_size, (batch_size, n_ctx), generator=g)
     n = torch.randint(2, n_ctx // 2 + 1, (batch_size, 1), generator=g)
     j = torch.arange(n_ctx).expand(batch_size, n_ctx)
     return w.gather(1, torch.where(j < n, j, j - n))  # w[:n], w[:n] again, then w[n:]
@@ -266,17 +272,27 @@ def training_batch(
 def grow_induction_head(
     *, steps: int = GROWN_RECIPE["steps"], seed: int = GROWN_RECIPE["seed"], **options
 ) -> tuple[AttentionOnlyGPT, list[dict]]:
-    """Train a small :class:`AttentionOnlyGPT` on :func:`training_batch` rows and record its heads.
+    """Grow a previous-token head, then an induction head that composes with it, in a small
+    :class:`AttentionOnlyGPT` (float64, GPT-2's initialisation, AdamW at a constant ``lr``, no
+    weight decay, one seeded generator for the data). ``options`` override the rest of
+    :data:`GROWN_RECIPE`.
 
-    float64, AdamW at a constant ``lr`` (no weight decay), attention weights initialised at
-    ``init_std`` (larger than GPT-2's 0.02: the plateau before the heads form is shorter), one
-    seeded generator for the data. ``options`` override the rest of :data:`GROWN_RECIPE`.
+    1. Steps ``1 .. previous_steps``: :func:`echo_batch` rows. Layer 0 learns to read the previous
+       token (its head's output then dominates the residual stream, about 20 times the norm of the
+       token's own embedding).
+    2. Layer 0 and the embeddings are frozen, and layer 0's output projection is scaled by
+       ``quiet``; steps ``previous_steps + 1 .. steps``: :func:`copy_batch` rows, and layer 1 learns
+       to copy. Scaled down, the previous-token head still says "the token before me was ``A``",
+       but no longer drowns each position's own token, which an induction head must read and copy.
+       (Trained jointly, or without the scaling, this model finds other copiers first: see
+       ``benchmarks/RESULTS.md``, "Heads with jobs".)
 
-    Returns ``(model, history)``, one dict per evaluation (step 0, then every ``eval_every``
-    steps), all measured on 64 fixed rows of :func:`repeated_random_tokens` (``n_ctx // 2``
-    tokens, seed ``seed + 1``): ``step``; ``loss_first`` / ``loss_second`` (:func:`copy_losses`);
-    ``induction`` / ``induction_head`` and ``previous`` / ``previous_head``: the best head of
-    :func:`induction_scores` / :func:`previous_token_scores` (``"L1H0"``) and its score.
+    Returns ``(model, history)``, one dict per evaluation (step 0, then every ``eval_every`` steps,
+    and the last step), all measured on 64 fixed rows of :func:`repeated_random_tokens`
+    (``n_ctx // 2`` tokens, seed ``seed + 1``): ``step``; ``loss_first`` / ``loss_second``
+    (:func:`copy_losses`); ``induction`` / ``induction_head`` and ``previous`` / ``previous_head``:
+    the best head of :func:`induction_scores` / :func:`previous_token_scores` (``"L1H0"``) and its
+    score.
     """
     cfg = {k: v for k, v in GROWN_RECIPE.items() if k not in ("steps", "seed")}
     unknown = set(options) - set(cfg)
@@ -286,6 +302,12 @@ def grow_induction_head(
     _check_count("steps", steps, 0)
     _check_count("seed", seed, 0)
     _check_count("eval_every", cfg["eval_every"], 1)
+    _check_count("previous_steps", cfg["previous_steps"], 0)
+    quiet = cfg["quiet"]
+    if isinstance(quiet, bool) or not isinstance(quiet, (int, float)) or not 0 < quiet <= 1:
+        raise ValueError(f"quiet must be a number in (0, 1], got {quiet!r}")
+    if cfg["n_layer"] != 2:
+        raise ValueError(f"n_layer must be 2 (layer 0 reads, layer 1 copies), got {cfg['n_layer']}")
     config = GPTConfig(
         vocab_size=cfg["vocab_size"],
         block_size=cfg["n_ctx"],
@@ -297,18 +319,19 @@ def grow_induction_head(
     with torch.random.fork_rng(devices=[]):  # the init draws from a seeded global generator
         torch.manual_seed(seed)
         model = AttentionOnlyGPT(config).to(torch.float64)
-        with torch.no_grad():
-            for block in model.transformer.h:
-                block.attn.c_attn.weight.normal_(0.0, cfg["init_std"])
-                block.attn.c_proj.weight.normal_(0.0, cfg["init_std"])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
     g = torch.Generator().manual_seed(seed)
     probe = dict(seq_len=cfg["n_ctx"] // 2, n_seqs=64, seed=seed + 1)
     first_copies = _repeated_for(model, **probe)[:, : probe["seq_len"]]
     shape = dict(batch_size=cfg["batch_size"], n_ctx=cfg["n_ctx"], vocab_size=cfg["vocab_size"])
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
     history = [_measure(model, 0, first_copies, probe)]
     for step in range(1, steps + 1):
-        x = training_batch(g, echo=cfg["echo"], **shape)
+        if step == cfg["previous_steps"] + 1:  # stage 2: freeze layer 0, turn it down
+            opt = _second_stage(model, cfg["quiet"], cfg["lr"])
+        if step <= cfg["previous_steps"]:
+            x = echo_batch(g, echo=cfg["echo"], **shape)
+        else:
+            x = copy_batch(g, **shape)
         model.train()
         logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
@@ -317,7 +340,24 @@ def grow_induction_head(
         opt.step()
         if step % cfg["eval_every"] == 0 or step == steps:
             history.append(_measure(model, step, first_copies, probe))
+    for p in model.parameters():
+        p.requires_grad_(True)
     return model.eval(), history
+
+
+def _second_stage(model: AttentionOnlyGPT, quiet: float, lr: float) -> torch.optim.Optimizer:
+    """Freeze the embeddings and layer 0, scale layer 0's output projection by ``quiet``; a fresh
+    AdamW over what is left (layer 1, the final LayerNorm)."""
+    tr = model.transformer
+    with torch.no_grad():
+        tr.h[0].attn.c_proj.weight.mul_(quiet)
+        tr.h[0].attn.c_proj.bias.mul_(quiet)
+    for module in (tr.wte, tr.wpe, tr.h[0]):  # wte is also the (tied) unembedding
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0
+    )
 
 
 def _measure(model: GPT, step: int, first_copies: torch.Tensor, probe: dict) -> dict:

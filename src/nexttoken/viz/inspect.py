@@ -21,6 +21,7 @@ __all__ = [
     "attribution_figure",
     "head_scores_figure",
     "phase_change_figure",
+    "grown_history_figure",
     "patching_figure",
     "divergence_figure",
     "lens_attribution_figure",
@@ -171,6 +172,29 @@ def phase_change_figure(
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def grown_history_figure(
+    history: Sequence[Mapping],
+    title: str = "a 2-layer attention-only model grows an induction head",
+) -> Figure:
+    """:func:`phase_change_figure` of a :func:`nexttoken.heads.grow_induction_head` history (a list of
+    its rows): the loss on the first and on the second copy, the best induction and previous-token
+    scores, and the phase change (:func:`nexttoken.heads.phase_change_step`) as a dashed line."""
+    from ..heads import phase_change_step
+
+    if not history:
+        raise ValueError("history must hold at least one row")
+    steps = [row["step"] for row in history]
+    losses = {
+        "first copy": [row["loss_first"] for row in history],
+        "second copy (the repeat)": [row["loss_second"] for row in history],
+    }
+    scores = {
+        "induction (best head)": [row["induction"] for row in history],
+        "previous token (best head)": [row["previous"] for row in history],
+    }
+    return phase_change_figure(steps, losses, scores, title, mark=phase_change_step(history))
 
 
 def patching_figure(
