@@ -46,7 +46,8 @@ nbval: setup
 # Other CPUs, simulated on this one (CONTRIBUTING.md, "Numbers that hold on any CPU"): torch's own
 # kernels (ATen), MKL and oneDNN are forced down to the instruction sets of an AVX2-only CPU (an AMD
 # EPYC, an older Intel) and of a CPU with neither AVX2 nor AVX-512; every notebook and the figures
-# must still pass (a chapter in COVERED_BY_SOLUTIONS through its solutions, which hold its cells). tests/test_cpu_simulation.py checks that torch really took the setting.
+# must still pass (a chapter in COVERED_BY_SOLUTIONS through its solutions, which hold its cells).
+# tests/test_cpu_simulation.py checks that torch really took the setting.
 CPU_AVX2    := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 NEXTTOKEN_SIMULATED_CPU=avx2
 CPU_DEFAULT := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 NEXTTOKEN_SIMULATED_CPU=default
 OTHER_CPU_TESTS := tests/test_cpu_simulation.py tests/test_figures.py

@@ -442,16 +442,15 @@ def ship_llama_model(
     """Copy the Llama twin trained in ``run_dir`` (``python -m nexttoken train --arch llama``) into
     the package (fp32 safetensors), with its training log and card; the held-out loss is measured
     on the shipped weights, as the book model's. Returns the card."""
-    from .checkpoint import load_model
+    from .checkpoint import load_model, save_model
     from .data import HELD_OUT, load_plays
-    from .train import _save_checkpoint
 
     run_dir, directory = Path(run_dir), Path(directory or assets_dir())
     log = json.loads((run_dir / "training_log.json").read_text())
     if log["config"].get("name") != "book-llama":
         raise ValueError(f"{run_dir} does not hold a book-llama run")
     weights = directory / LLAMA_FILE
-    _save_checkpoint(load_model(run_dir / "model.safetensors"), weights)
+    save_model(load_model(run_dir / "model.safetensors"), weights)
     shipped = load_model(weights)  # what a reader gets
     plays = load_plays()
     card = {

@@ -298,13 +298,9 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def _save_checkpoint(model, path: Path) -> None:
-    """The model (GPT or Llama) through :func:`~nexttoken.checkpoint.save_model`, atomically."""
-    save_model(model, path)
-
-
 def _load_state(model, path: Path) -> None:
-    """Load the weights saved by :func:`_save_checkpoint` into ``model`` (resuming a run)."""
+    """Load the weights a run saved (:func:`~nexttoken.checkpoint.save_model`) into ``model``
+    (resuming a run)."""
     model.load_state_dict(load_model(path).state_dict())
 
 
@@ -434,7 +430,7 @@ def train_model(
                 _diverged("a weight is not finite", step, out, log)
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
-                _save_checkpoint(model, out / checkpoint_name)
+                save_model(model, out / checkpoint_name)  # GPT or Llama, atomically
                 tmp = out / (OPTIMIZER_FILE + ".tmp")
                 torch.save(opt.state_dict(), tmp)
                 os.replace(tmp, out / OPTIMIZER_FILE)
